@@ -1,0 +1,21 @@
+/* Shared pieces of the subcommands: error printing and exit codes. */
+#ifndef KD_CLI_H
+#define KD_CLI_H
+
+#include "runtime/error.h"
+
+#define KD_EXIT_OK 0
+#define KD_EXIT_ERROR 1
+#define KD_EXIT_USAGE 2
+#define KD_EXIT_DIVERGED 3
+
+/* Prints "kdcl: error: <msg>" on one line of stderr and returns KD_EXIT_ERROR. */
+int kd_cli_error(const kd_error *err);
+/* Prints "kdcl: error: <fmt...>" plus a hint to run --help; returns KD_EXIT_USAGE. */
+int kd_cli_usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+int kd_cmd_devices(int argc, char **argv);
+int kd_cmd_compile_kernels(int argc, char **argv);
+
+#endif

@@ -1,0 +1,62 @@
+/* kdcl: knowledge-distillation training on OpenCL. main only dispatches to a subcommand. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+typedef struct kd_command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} kd_command;
+
+static const kd_command commands[] = {
+    {"devices", kd_cmd_devices, "list OpenCL devices and whether CLBlast runs on them"},
+    {"compile-kernels", kd_cmd_compile_kernels,
+     "write the kernel program binary for a device (for --kernels-binary)"},
+};
+
+int kd_cli_error(const kd_error *err) {
+  fprintf(stderr, "kdcl: error: %s\n", err->msg);
+  return KD_EXIT_ERROR;
+}
+
+int kd_cli_usage_error(const char *command, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "kdcl: error: %s (see 'kdcl %s --help')\n", msg, command);
+  return KD_EXIT_USAGE;
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "kdcl %s: knowledge-distillation training on OpenCL\n\n"
+          "usage: kdcl COMMAND [options]   (kdcl COMMAND --help for its options)\n\n"
+          "commands:\n",
+          KDCL_VERSION);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return KD_EXIT_USAGE;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return KD_EXIT_OK;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("kdcl %s\n", KDCL_VERSION);
+    return KD_EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "kdcl: error: unknown command '%s' (see 'kdcl --help')\n", argv[1]);
+  return KD_EXIT_USAGE;
+}
