@@ -25,6 +25,15 @@ typedef struct kd_tensor {
   int64_t shape[4];
 } kd_tensor;
 
+/* A place in a buffer: the cl_mem and an offset in floats (or in elements of the buffer's
+ * type for non-float buffers). What layer functions take; dims travel as separate arguments. */
+typedef struct kd_ref {
+  cl_mem buf;
+  size_t off;
+} kd_ref;
+
+static inline kd_ref kd_at(cl_mem buf, size_t off) { return (kd_ref){buf, off}; }
+
 /* Reserves n floats; returns their offset. Only valid before kd_arena_create. */
 size_t kd_arena_reserve(kd_arena *a, size_t n);
 
