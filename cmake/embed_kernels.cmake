@@ -1,5 +1,7 @@
 # Writes OUT: a C file holding HEADER followed by every file in SOURCES as one NUL-terminated
 # string, kd_kernel_source. Bytes are written as hex so any character in the sources survives.
+# SOURCES arrives '|'-separated (a ';' list would be split by the shell).
+string(REPLACE "|" ";" SOURCES "${SOURCES}")
 set(text "")
 foreach(path ${HEADER} ${SOURCES})
   file(READ ${path} hex HEX)

@@ -1,0 +1,65 @@
+/* The device side of training one model at one batch size: the arenas, the input upload, the
+ * forward pass, the loss and the backward pass, the optimizer step. Everything is allocated in
+ * kd_trainer_create; the step functions only enqueue kernels. */
+#ifndef KD_TRAINER_H
+#define KD_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/arena.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+#include "runtime/device.h"
+
+typedef struct kd_trainer {
+  kd_device *dev;
+  const kd_model *model;
+  size_t batch;            /* rows per batch (the largest; a short last batch uses fewer) */
+  size_t sample_size;      /* input features per row */
+  kd_arena params, grads;  /* flat, laid out as model->params */
+  kd_arena opt_state;      /* [state1 | state2], each laid out as params */
+  kd_arena acts;           /* normalised input, then every layer's output, [B, features] */
+  kd_arena work;           /* activation gradients (two ping-pong buffers), loss rows, norms */
+  size_t act_in;           /* offset of the normalised input */
+  size_t *act_out;         /* offset of each layer's output (flatten aliases its input) */
+  size_t dact[2];          /* ping-pong buffers of B * max_features floats */
+  size_t loss_rows;        /* B floats: per-row loss of the last step */
+  size_t grad_norm, grad_norm_ws;
+  cl_mem x_raw;            /* raw input rows as stored in the file (uint8 or float) */
+  cl_mem labels;           /* int32 [B] */
+} kd_trainer;
+
+/* Plans and allocates everything for batches of up to `batch` rows. */
+int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t batch,
+                      kd_error *err);
+void kd_trainer_release(kd_trainer *t);
+
+/* Copies n rows of raw inputs (uint8 when x_is_u8, else float) and their labels (may be NULL)
+ * to the device without blocking, then normalises them on the device:
+ * x = (raw * scale - mean) / std. *done (if non-NULL) is the event of the last host read;
+ * the host buffers must stay untouched until it completes. */
+int kd_trainer_upload(kd_trainer *t, const void *x, int x_is_u8, const int32_t *labels, size_t n,
+                      float scale, float mean, float std, cl_event *done, kd_error *err);
+
+/* Forward pass over n rows. training=1 applies dropout with a mask drawn from
+ * (seed, step, layer); training=0 is evaluation mode. */
+int kd_trainer_forward(kd_trainer *t, size_t n, int training, uint64_t seed, int64_t step,
+                       kd_error *err);
+/* Where the logits [n, classes] of the last forward pass are. */
+kd_ref kd_trainer_logits(const kd_trainer *t);
+
+/* Cross-entropy loss (mean over the n rows) and the backward pass into the grads arena;
+ * per-row losses are left at kd_at(t->work.buf, t->loss_rows). seed/step as in forward. */
+int kd_trainer_backward(kd_trainer *t, size_t n, uint64_t seed, int64_t step, kd_error *err);
+
+/* One optimizer launch over the whole parameter arena (and the gradient norm first when
+ * clipping is on). step is 1-based. */
+int kd_trainer_optimizer_step(kd_trainer *t, const kd_optim_config *cfg, float lr, int64_t step,
+                              kd_error *err);
+
+/* Host copies of the parameter arena (model->param_floats floats). */
+int kd_trainer_read_params(kd_trainer *t, float *host, kd_error *err);
+int kd_trainer_write_params(kd_trainer *t, const float *host, kd_error *err);
+
+#endif
