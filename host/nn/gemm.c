@@ -1,7 +1,9 @@
 /* GEMM dispatch: CLBlast where it runs, the project's own kernel (kernels/gemm.cl) elsewhere. */
 #include "nn/gemm.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <clblast_c.h>
@@ -21,14 +23,94 @@ static int gemm_clblast(kd_device *dev, int trans_a, int trans_b, size_t M, size
   return 0;
 }
 
+/* Tile and work-group shape of kernels/gemm.cl; the defaults there must match these. */
+#ifndef KD_GEMM_TM
+#define KD_GEMM_TM 8
+#endif
+#ifndef KD_GEMM_TN
+#define KD_GEMM_TN 32
+#endif
+#ifndef KD_GEMM_DOT_TM
+#define KD_GEMM_DOT_TM 4
+#endif
+#ifndef KD_GEMM_DOT_TN
+#define KD_GEMM_DOT_TN 6
+#endif
+#ifndef KD_GEMM_WG_X
+#define KD_GEMM_WG_X 8
+#endif
+#ifndef KD_GEMM_WG_Y
+#define KD_GEMM_WG_Y 2
+#endif
+
+/* The kernels index with 32-bit unsigned arithmetic and read without bounds checks, so every
+ * element an operand's rows x cols view touches must lie inside its buffer and below 2^32. */
+static int gemm_check_operand(const char *name, cl_mem buf, size_t off, size_t ld, size_t rows,
+                              size_t cols, kd_error *err) {
+  if (rows == 0 || cols == 0) return 0;
+  if (ld < cols)
+    return kd_fail(err, "GEMM: leading dimension of %s is %zu, less than its %zu columns", name,
+                   ld, cols);
+  if (off > SIZE_MAX - cols || rows - 1 > (SIZE_MAX - off - cols) / ld)
+    return kd_fail(err, "GEMM: %s (%zu x %zu, ld %zu, offset %zu) overflows size_t", name, rows,
+                   cols, ld, off);
+  size_t end = off + (rows - 1) * ld + cols; /* one past the last element read or written */
+  if (end > UINT_MAX)
+    return kd_fail(err, "GEMM: %s spans %zu floats; the built-in GEMM indexes at most 2^32",
+                   name, end);
+  size_t bytes = 0;
+  cl_int rc = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof bytes, &bytes, NULL);
+  if (rc != CL_SUCCESS) return kd_fail(err, "GEMM: %s: %s", name, kd_cl_errstr(rc));
+  if (end > bytes / sizeof(float))
+    return kd_fail(err,
+                   "GEMM: %s (%zu x %zu, ld %zu, offset %zu) needs %zu floats; its buffer "
+                   "holds %zu",
+                   name, rows, cols, ld, off, end, bytes / sizeof(float));
+  return 0;
+}
+
+static int gemm_builtin(kd_device *dev, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                        float alpha, cl_mem A, size_t a_off, size_t lda, cl_mem B, size_t b_off,
+                        size_t ldb, float beta, cl_mem C, size_t c_off, size_t ldc,
+                        kd_error *err) {
+  if (M > UINT_MAX || N > UINT_MAX || K > UINT_MAX)
+    return kd_fail(err, "GEMM: M=%zu N=%zu K=%zu exceeds the built-in GEMM's 32-bit sizes", M,
+                   N, K);
+  if (gemm_check_operand("A", A, a_off, lda, trans_a ? K : M, trans_a ? M : K, err) ||
+      gemm_check_operand("B", B, b_off, ldb, trans_b ? N : K, trans_b ? K : N, err) ||
+      gemm_check_operand("C", C, c_off, ldc, M, N, err))
+    return -1;
+  /* Global size in work-items, one per output tile; TT computes C^T, so rows and columns swap. */
+  static const char *const names[2][2] = {{"kd_gemm_nn", "kd_gemm_nt"},
+                                          {"kd_gemm_tn", "kd_gemm_tt"}};
+  size_t global[2];
+  if (!trans_a && trans_b) {
+    global[0] = (N + KD_GEMM_DOT_TN - 1) / KD_GEMM_DOT_TN;
+    global[1] = (M + KD_GEMM_DOT_TM - 1) / KD_GEMM_DOT_TM;
+  } else if (trans_a && trans_b) {
+    global[0] = (M + KD_GEMM_TN - 1) / KD_GEMM_TN;
+    global[1] = (N + KD_GEMM_TM - 1) / KD_GEMM_TM;
+  } else {
+    global[0] = (N + KD_GEMM_TN - 1) / KD_GEMM_TN;
+    global[1] = (M + KD_GEMM_TM - 1) / KD_GEMM_TM;
+  }
+  const size_t local[2] = {KD_GEMM_WG_X, KD_GEMM_WG_Y};
+  return KD_RUN(dev, names[!!trans_a][!!trans_b], 2, global, local, err, KD_UINT(M), KD_UINT(N),
+                KD_UINT(K), KD_FLOAT(alpha), KD_MEM(A), KD_UINT(a_off), KD_UINT(lda), KD_MEM(B),
+                KD_UINT(b_off), KD_UINT(ldb), KD_FLOAT(beta), KD_MEM(C), KD_UINT(c_off),
+                KD_UINT(ldc));
+}
+
 int kd_gemm(kd_device *dev, int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
             cl_mem A, size_t a_off, size_t lda, cl_mem B, size_t b_off, size_t ldb, float beta,
             cl_mem C, size_t c_off, size_t ldc, kd_error *err) {
   if (M == 0 || N == 0) return 0;
-  if (dev->gemm_backend == KD_GEMM_CLBLAST)
+  /* CLBlast refuses K = 0 (kInvalidDimension); the built-in kernel scales C by beta. */
+  if (dev->gemm_backend == KD_GEMM_CLBLAST && K > 0)
     return gemm_clblast(dev, trans_a, trans_b, M, N, K, alpha, A, a_off, lda, B, b_off, ldb,
                         beta, C, c_off, ldc, err);
-  return kd_fail(err, "the built-in GEMM is not written yet");
+  return gemm_builtin(dev, trans_a, trans_b, M, N, K, alpha, A, a_off, lda, B, b_off, ldb, beta,
+                      C, c_off, ldc, err);
 }
 
 int kd_gemm_clblast_usable(kd_device *dev, kd_error *err) {
