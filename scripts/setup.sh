@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo
-  libclblast-dev libhdf5-dev hdf5-tools libcjson-dev libcmocka-dev
+  libclblast-dev libhdf5-dev hdf5-tools libcjson-dev libcmocka-dev zlib1g-dev
   dataset-fashion-mnist
   python3 python3-h5py python3-numpy python3-torch
 )

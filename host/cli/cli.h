@@ -15,7 +15,12 @@ int kd_cli_error(const kd_error *err);
 int kd_cli_usage_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+int kd_cmd_train(int argc, char **argv);
+int kd_cmd_eval(int argc, char **argv);
+int kd_cmd_predict(int argc, char **argv);
+int kd_cmd_import(int argc, char **argv);
 int kd_cmd_devices(int argc, char **argv);
 int kd_cmd_compile_kernels(int argc, char **argv);
+int kd_cmd_inspect(int argc, char **argv);
 
 #endif

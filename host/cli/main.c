@@ -12,9 +12,15 @@ typedef struct kd_command {
 } kd_command;
 
 static const kd_command commands[] = {
+    {"train", kd_cmd_train, "train a model on labelled HDF5 data"},
+    {"eval", kd_cmd_eval, "accuracy and loss of a checkpoint on a dataset"},
+    {"predict", kd_cmd_predict, "write a checkpoint's logits for a dataset"},
+    {"import", kd_cmd_import, "convert a dataset (fashion-mnist) into a kdcl dataset"},
     {"devices", kd_cmd_devices, "list OpenCL devices and whether CLBlast runs on them"},
     {"compile-kernels", kd_cmd_compile_kernels,
      "write the kernel program binary for a device (for --kernels-binary)"},
+    {"inspect", kd_cmd_inspect,
+     "describe a kdcl HDF5 file (dataset, checkpoint, logits) or any HDF5 file"},
 };
 
 int kd_cli_error(const kd_error *err) {

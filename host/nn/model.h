@@ -1,4 +1,4 @@
-/* Model specs (models/*.json) parsed and checked into a list of layers with their shapes and
+/* Model specs (the JSON files in models/) parsed and checked into a list of layers with their shapes and
  * parameter offsets: the contract that makes checkpoints portable (names as PyTorch's
  * state_dict of a module whose `layers` is the nn.Sequential of the listed layers). */
 #ifndef KD_MODEL_H

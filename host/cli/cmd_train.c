@@ -1,0 +1,204 @@
+/* kdcl train: trains a model on an HDF5 dataset with labels (cross-entropy). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/flags.h"
+#include "nn/gemm.h"
+#include "train/run.h"
+
+static void help(void) {
+  printf(
+      "usage: kdcl train --model SPEC.json --data TRAIN.h5 --out CKPT.h5 [options]\n\n"
+      "Trains the network of SPEC.json on TRAIN.h5 (cross-entropy on /labels/y), every step as\n"
+      "OpenCL kernels, and writes an HDF5 checkpoint (after every epoch and at the end).\n\n"
+      "data and model:\n"
+      "  --model SPEC.json        model spec (see models/); optional with --resume\n"
+      "  --data TRAIN.h5          training set (kdcl dataset schema)\n"
+      "  --out CKPT.h5            checkpoint to write (atomically: NAME.tmp, then renamed)\n"
+      "  --val VAL.h5             evaluate on this set after every epoch\n"
+      "  --init WEIGHTS.h5        start from the /model tensors of this file (same names, shapes)\n"
+      "  --resume CKPT.h5         continue a run from its checkpoint toward --epochs\n"
+      "run:\n"
+      "  --epochs N               total epochs of the run (default 10)\n"
+      "  --batch B                rows per step (default 128; the last partial batch is used)\n"
+      "  --seed N                 seed of initialisation, shuffling and dropout (default 1)\n"
+      "  --no-shuffle             keep file order\n"
+      "  --checkpoint-every N     also write --out every N steps (default 0: epochs only)\n"
+      "  --log FILE.jsonl         one JSON object per logged step and per epoch\n"
+      "  --log-every N            steps between log records / progress updates (default 50)\n"
+      "  --quiet                  no progress or summary lines on stderr\n"
+      "device:\n"
+      "  --device SEL             index, cpu|gpu|accelerator, or name substring (env KDCL_DEVICE)\n"
+      "  --gemm clblast|builtin   GEMM back end (default: clblast on GPUs, builtin elsewhere)\n"
+      "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
+      "optimizer (defaults and meanings as in torch.optim):\n"
+      "  --optimizer sgd|adamw    default adamw\n"
+      "  --lr X                   default 0.001 (adamw), 0.01 (sgd)\n"
+      "  --momentum M             sgd momentum (default 0)\n"
+      "  --dampening D            sgd dampening (default 0)\n"
+      "  --nesterov               sgd Nesterov momentum (needs --momentum > 0)\n"
+      "  --weight-decay W         default 0.01 (adamw, decoupled), 0 (sgd, L2 added to grads)\n"
+      "  --betas B1,B2            adamw betas (default 0.9,0.999)\n"
+      "  --eps E                  adamw eps (default 1e-8)\n"
+      "  --clip-grad-norm X       clip the global gradient L2 norm to X (default 0: off)\n"
+      "  --lr-schedule S          constant|step|cosine (default constant)\n"
+      "  --warmup-steps N         linear warm-up over the first N steps (default 0)\n"
+      "  --lr-step-epochs N       step schedule: multiply by --lr-gamma every N epochs\n"
+      "                           (default: a third of --epochs, rounded up)\n"
+      "  --lr-gamma G             step schedule factor (default 0.1)\n"
+      "  --help                   this text\n");
+}
+
+enum {
+  OPT_MODEL = 256, OPT_DATA, OPT_OUT, OPT_VAL, OPT_INIT, OPT_RESUME, OPT_LOG, OPT_LOG_EVERY,
+  OPT_DEVICE, OPT_GEMM, OPT_KBIN, OPT_SEED, OPT_EPOCHS, OPT_BATCH, OPT_NO_SHUFFLE, OPT_QUIET,
+  OPT_CKPT_EVERY, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_DAMPENING, OPT_NESTEROV, OPT_WD,
+  OPT_BETAS, OPT_EPS, OPT_CLIP, OPT_SCHEDULE, OPT_WARMUP, OPT_STEP_EPOCHS, OPT_GAMMA, OPT_HELP
+};
+
+int kd_cmd_train(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"model", required_argument, 0, OPT_MODEL},
+      {"data", required_argument, 0, OPT_DATA},
+      {"out", required_argument, 0, OPT_OUT},
+      {"val", required_argument, 0, OPT_VAL},
+      {"init", required_argument, 0, OPT_INIT},
+      {"resume", required_argument, 0, OPT_RESUME},
+      {"log", required_argument, 0, OPT_LOG},
+      {"log-every", required_argument, 0, OPT_LOG_EVERY},
+      {"device", required_argument, 0, OPT_DEVICE},
+      {"gemm", required_argument, 0, OPT_GEMM},
+      {"kernels-binary", required_argument, 0, OPT_KBIN},
+      {"seed", required_argument, 0, OPT_SEED},
+      {"epochs", required_argument, 0, OPT_EPOCHS},
+      {"batch", required_argument, 0, OPT_BATCH},
+      {"no-shuffle", no_argument, 0, OPT_NO_SHUFFLE},
+      {"quiet", no_argument, 0, OPT_QUIET},
+      {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
+      {"optimizer", required_argument, 0, OPT_OPTIMIZER},
+      {"lr", required_argument, 0, OPT_LR},
+      {"momentum", required_argument, 0, OPT_MOMENTUM},
+      {"dampening", required_argument, 0, OPT_DAMPENING},
+      {"nesterov", no_argument, 0, OPT_NESTEROV},
+      {"weight-decay", required_argument, 0, OPT_WD},
+      {"betas", required_argument, 0, OPT_BETAS},
+      {"eps", required_argument, 0, OPT_EPS},
+      {"clip-grad-norm", required_argument, 0, OPT_CLIP},
+      {"lr-schedule", required_argument, 0, OPT_SCHEDULE},
+      {"warmup-steps", required_argument, 0, OPT_WARMUP},
+      {"lr-step-epochs", required_argument, 0, OPT_STEP_EPOCHS},
+      {"lr-gamma", required_argument, 0, OPT_GAMMA},
+      {"help", no_argument, 0, OPT_HELP},
+      {0, 0, 0, 0}};
+  const char *cmd = "train";
+  kd_train_options o;
+  kd_train_options_defaults(&o);
+  /* Optimizer flags are collected first: their defaults depend on --optimizer. */
+  double lr = -1, momentum = 0, dampening = 0, wd = -1, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
+         clip = 0;
+  int nesterov = 0, c, rc = 0;
+  int64_t i64;
+  kd_optimizer_type type = KD_OPT_ADAMW;
+  opterr = 0;
+  while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (c) {
+      case OPT_MODEL: o.model_path = optarg; break;
+      case OPT_DATA: o.data_path = optarg; break;
+      case OPT_OUT: o.out_path = optarg; break;
+      case OPT_VAL: o.val_path = optarg; break;
+      case OPT_INIT: o.init_path = optarg; break;
+      case OPT_RESUME: o.resume_path = optarg; break;
+      case OPT_LOG: o.log_path = optarg; break;
+      case OPT_DEVICE: o.device = optarg; break;
+      case OPT_KBIN: o.kernels_binary = optarg; break;
+      case OPT_NO_SHUFFLE: o.shuffle = 0; break;
+      case OPT_QUIET: o.quiet = 1; break;
+      case OPT_NESTEROV: nesterov = 1; break;
+      case OPT_HELP: help(); return KD_EXIT_OK;
+      case OPT_GEMM:
+        if (kd_gemm_backend_parse(optarg, &o.gemm))
+          return kd_cli_usage_error(cmd, "--gemm expects clblast or builtin, got '%s'", optarg);
+        o.gemm_set = 1;
+        break;
+      case OPT_OPTIMIZER:
+        if (!strcmp(optarg, "sgd")) type = KD_OPT_SGD;
+        else if (!strcmp(optarg, "adamw")) type = KD_OPT_ADAMW;
+        else return kd_cli_usage_error(cmd, "--optimizer expects sgd or adamw, got '%s'", optarg);
+        o.optim_set = 1;
+        break;
+      case OPT_SCHEDULE:
+        if (kd_lr_schedule_parse(optarg, &o.schedule))
+          return kd_cli_usage_error(cmd, "--lr-schedule expects constant, step or cosine, got '%s'",
+                                    optarg);
+        break;
+      case OPT_SEED:
+        rc = kd_flag_int64(cmd, "--seed", optarg, 0, INT64_MAX, &i64);
+        o.seed = (uint64_t)i64;
+        break;
+      case OPT_EPOCHS: rc = kd_flag_int64(cmd, "--epochs", optarg, 1, 1000000, &o.epochs); break;
+      case OPT_BATCH: rc = kd_flag_int64(cmd, "--batch", optarg, 1, 1 << 24, &o.batch); break;
+      case OPT_LOG_EVERY:
+        rc = kd_flag_int64(cmd, "--log-every", optarg, 1, INT64_MAX, &o.log_every);
+        break;
+      case OPT_CKPT_EVERY:
+        rc = kd_flag_int64(cmd, "--checkpoint-every", optarg, 0, INT64_MAX, &o.checkpoint_every);
+        break;
+      case OPT_WARMUP:
+        rc = kd_flag_int64(cmd, "--warmup-steps", optarg, 0, INT64_MAX, &o.warmup_steps);
+        break;
+      case OPT_STEP_EPOCHS:
+        rc = kd_flag_int64(cmd, "--lr-step-epochs", optarg, 1, 1000000, &o.lr_step_epochs);
+        break;
+      case OPT_GAMMA: rc = kd_flag_positive(cmd, "--lr-gamma", optarg, 1.0, &o.lr_gamma); break;
+      case OPT_LR: rc = kd_flag_positive(cmd, "--lr", optarg, 1e6, &lr); break;
+      case OPT_MOMENTUM: rc = kd_flag_double(cmd, "--momentum", optarg, 0, 0.999999, &momentum); break;
+      case OPT_DAMPENING: rc = kd_flag_double(cmd, "--dampening", optarg, 0, 1, &dampening); break;
+      case OPT_WD: rc = kd_flag_double(cmd, "--weight-decay", optarg, 0, 1e3, &wd); break;
+      case OPT_EPS: rc = kd_flag_positive(cmd, "--eps", optarg, 1, &eps); break;
+      case OPT_CLIP: rc = kd_flag_double(cmd, "--clip-grad-norm", optarg, 0, 1e12, &clip); break;
+      case OPT_BETAS: {
+        char b1[64], b2[64], extra;
+        if (sscanf(optarg, "%63[^,],%63s%c", b1, b2, &extra) != 2)
+          return kd_cli_usage_error(cmd, "--betas expects B1,B2 (e.g. 0.9,0.999), got '%s'",
+                                    optarg);
+        rc = kd_flag_double(cmd, "--betas", b1, 0, 0.999999, &beta1);
+        if (rc == 0) rc = kd_flag_double(cmd, "--betas", b2, 0, 0.999999, &beta2);
+        break;
+      }
+      default:
+        return kd_cli_usage_error(cmd, "unknown option or missing value: '%s'", argv[optind - 1]);
+    }
+  }
+  if (rc) return rc;
+  if (optind < argc) return kd_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+  if (!o.model_path && !o.resume_path) return kd_cli_usage_error(cmd, "--model SPEC.json is required");
+  if (!o.data_path) return kd_cli_usage_error(cmd, "--data TRAIN.h5 is required");
+  if (!o.out_path) return kd_cli_usage_error(cmd, "--out CKPT.h5 is required");
+  if (o.init_path && o.resume_path)
+    return kd_cli_usage_error(cmd, "--init and --resume exclude each other");
+  if (nesterov && (type != KD_OPT_SGD || momentum <= 0))
+    return kd_cli_usage_error(cmd, "--nesterov needs --optimizer sgd and --momentum > 0");
+  if (nesterov && dampening != 0)
+    return kd_cli_usage_error(cmd, "--nesterov needs --dampening 0 (as in torch.optim.SGD)");
+  kd_optim_config_defaults(&o.optim, type);
+  if (lr > 0) o.optim.lr = (float)lr;
+  if (wd >= 0) o.optim.weight_decay = (float)wd;
+  o.optim.momentum = (float)momentum;
+  o.optim.dampening = (float)dampening;
+  o.optim.nesterov = nesterov;
+  o.optim.beta1 = (float)beta1;
+  o.optim.beta2 = (float)beta2;
+  o.optim.eps = (float)eps;
+  o.optim.clip_grad_norm = (float)clip;
+
+  kd_error err = {{0}};
+  rc = kd_train_run(&o, &err);
+  if (rc == KD_DIVERGED) {
+    fprintf(stderr, "kdcl: error: %s\n", err.msg);
+    return KD_EXIT_DIVERGED;
+  }
+  return rc ? kd_cli_error(&err) : KD_EXIT_OK;
+}

@@ -1,0 +1,44 @@
+/* Strict number parsing for flags: the whole text must be a number within range. */
+#include "cli/flags.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+
+int kd_flag_int64(const char *command, const char *flag, const char *text, int64_t min,
+                  int64_t max, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno || end == text || *end || v < min || v > max)
+    return kd_cli_usage_error(command, "%s expects an integer in [%lld, %lld], got '%s'", flag,
+                              (long long)min, (long long)max, text);
+  *out = v;
+  return 0;
+}
+
+int kd_flag_double(const char *command, const char *flag, const char *text, double min,
+                   double max, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (errno || end == text || *end || !isfinite(v) || v < min || v > max)
+    return kd_cli_usage_error(command, "%s expects a number in [%g, %g], got '%s'", flag, min,
+                              max, text);
+  *out = v;
+  return 0;
+}
+
+int kd_flag_positive(const char *command, const char *flag, const char *text, double max,
+                     double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (errno || end == text || *end || !isfinite(v) || v <= 0 || v > max)
+    return kd_cli_usage_error(command, "%s expects a number > 0 (at most %g), got '%s'", flag,
+                              max, text);
+  *out = v;
+  return 0;
+}

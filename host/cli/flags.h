@@ -1,0 +1,17 @@
+/* Number parsing for command-line flags: each failure is a usage error naming the flag. */
+#ifndef KD_FLAGS_H
+#define KD_FLAGS_H
+
+#include <stdint.h>
+
+/* Parse `text` for flag `flag` of `command`; range is inclusive unless stated. Return 0, or
+ * print "kdcl: error: ..." and return KD_EXIT_USAGE. */
+int kd_flag_int64(const char *command, const char *flag, const char *text, int64_t min,
+                  int64_t max, int64_t *out);
+int kd_flag_double(const char *command, const char *flag, const char *text, double min,
+                   double max, double *out);
+/* Like kd_flag_double but min is exclusive: "must be > min". */
+int kd_flag_positive(const char *command, const char *flag, const char *text, double max,
+                     double *out);
+
+#endif

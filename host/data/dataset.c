@@ -1,0 +1,578 @@
+/* Dataset files: validation on open, batched reads of arbitrary rows (sorted, merged into runs,
+ * read without per-element work), label range checks, and the atomic writer. */
+#include "data/dataset.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/h5util.h"
+
+#define KD_CHUNK_TARGET_BYTES ((size_t)64 * 1024)
+#define KD_LABEL_BLOCK ((size_t)65536)
+
+/* ---- Chunk cache and label conversion ---- */
+
+static int is_prime(size_t n) {
+  if (n < 2) return 0;
+  for (size_t d = 2; d * d <= n; d++)
+    if (n % d == 0) return 0;
+  return 1;
+}
+
+/* Opens dataset name with a chunk cache for batch reads: large enough to hold the whole
+ * dataset when it is at most 64 MiB (so later epochs of a small dataset never decompress
+ * again), never less than four chunks (up to 512 MiB), and a fixed size however large the
+ * file is; hash slots ~100x the chunks that fit (at most 200000), rounded to a prime. */
+static hid_t open_with_cache(hid_t file, const char *name) {
+  hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+  if (d < 0) return d;
+  hid_t dcpl = H5Dget_create_plist(d);
+  hid_t type = H5Dget_type(d);
+  hid_t space = H5Dget_space(d);
+  size_t chunk_bytes = 0, total_bytes = 0;
+  if (dcpl >= 0 && type >= 0 && space >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+    hsize_t cd[32];
+    int nd = H5Pget_chunk(dcpl, 32, cd);
+    hssize_t np = H5Sget_simple_extent_npoints(space);
+    chunk_bytes = total_bytes = H5Tget_size(type);
+    for (int i = 0; i < nd; i++)
+      chunk_bytes = cd[i] > SIZE_MAX / chunk_bytes ? SIZE_MAX : chunk_bytes * (size_t)cd[i];
+    total_bytes =
+        np < 0 || (uint64_t)np > SIZE_MAX / total_bytes ? SIZE_MAX : total_bytes * (size_t)np;
+  }
+  if (space >= 0) H5Sclose(space);
+  if (type >= 0) H5Tclose(type);
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (chunk_bytes == 0) return d; /* contiguous: no chunk cache involved */
+  H5Dclose(d);
+  const size_t max_whole = (size_t)64 << 20, max_chunks = (size_t)512 << 20;
+  size_t nbytes = total_bytes < max_whole ? total_bytes : max_whole;
+  size_t four = chunk_bytes > max_chunks / 4 ? max_chunks : 4 * chunk_bytes;
+  if (nbytes < four) nbytes = four;
+  if (nbytes < ((size_t)1 << 20)) nbytes = (size_t)1 << 20;
+  size_t fit = nbytes / chunk_bytes;
+  /* Capped: each slot is a pointer, and tiny chunks would ask for millions. */
+  size_t nslots = fit > 2000 ? 200000 : fit * 100 < 521 ? 521 : fit * 100;
+  while (!is_prime(nslots)) nslots++;
+  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  if (dapl >= 0) H5Pset_chunk_cache(dapl, nslots, nbytes, 0.75);
+  d = H5Dopen2(file, name, dapl >= 0 ? dapl : H5P_DEFAULT);
+  if (dapl >= 0) H5Pclose(dapl);
+  return d;
+}
+
+typedef struct conv_state {
+  int overflow;
+} conv_state;
+
+static H5T_conv_ret_t label_conv_cb(H5T_conv_except_t kind, hid_t src, hid_t dst, void *src_buf,
+                                    void *dst_buf, void *data) {
+  (void)src, (void)dst, (void)src_buf, (void)dst_buf;
+  if (kind == H5T_CONV_EXCEPT_RANGE_HI || kind == H5T_CONV_EXCEPT_RANGE_LOW) {
+    ((conv_state *)data)->overflow = 1;
+    return H5T_CONV_ABORT;
+  }
+  return H5T_CONV_UNHANDLED;
+}
+
+/* A transfer list that makes a label read fail (instead of clipping) on values outside int32. */
+static hid_t label_dxpl(conv_state *cs) {
+  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+  if (dxpl >= 0 && H5Pset_type_conv_cb(dxpl, label_conv_cb, cs) < 0) {
+    H5Pclose(dxpl);
+    return H5I_INVALID_HID;
+  }
+  return dxpl;
+}
+
+/* ---- Open ---- */
+
+void kd_dataset_close(kd_dataset *ds) {
+  if (ds->x >= 0) H5Dclose(ds->x);
+  if (ds->y >= 0) H5Dclose(ds->y);
+  if (ds->file >= 0) H5Fclose(ds->file);
+  ds->x = ds->y = ds->file = H5I_INVALID_HID;
+}
+
+int kd_dataset_open(kd_dataset *ds, const char *path, kd_error *err) {
+  memset(ds, 0, sizeof *ds);
+  ds->file = ds->x = ds->y = H5I_INVALID_HID;
+  kd_h5_init();
+  size_t plen = strlen(path);
+  if (plen >= sizeof ds->path) return kd_fail(err, "dataset path too long: %.200s...", path);
+  memcpy(ds->path, path, plen + 1);
+  if (kd_h5_open_read(path, &ds->file, err)) return -1;
+  if (kd_h5_check_format(ds->file, path, "kdcl-dataset", 0, err)) goto fail;
+
+  char what[4200], tn[32], shape[256];
+  int64_t dims[32];
+  int nd;
+
+  /* /inputs/x */
+  if (!kd_h5_is_dataset(ds->file, "/inputs/x")) {
+    kd_fail(err, "%s: missing /inputs/x (the input samples, uint8 or float32 [N, ...])", path);
+    goto fail;
+  }
+  ds->x = open_with_cache(ds->file, "/inputs/x");
+  if (ds->x < 0) {
+    kd_h5_fail(err, "%s: opening /inputs/x", path);
+    goto fail;
+  }
+  snprintf(what, sizeof what, "%s: /inputs/x", path);
+  hid_t xt = H5Dget_type(ds->x);
+  if (xt < 0) {
+    kd_h5_fail(err, "%s: type", what);
+    goto fail;
+  }
+  H5T_class_t xc = H5Tget_class(xt);
+  int u8 = xc == H5T_INTEGER && H5Tget_size(xt) == 1 && H5Tget_sign(xt) == H5T_SGN_NONE;
+  kd_h5_type_name(xt, tn, sizeof tn);
+  H5Tclose(xt);
+  if (!u8 && xc != H5T_FLOAT) {
+    kd_fail(err, "%s has type %s but uint8 or float32 is needed", what, tn);
+    goto fail;
+  }
+  ds->x_is_u8 = u8;
+  if (kd_h5_dataset_shape(ds->x, what, 32, &nd, dims, err)) goto fail;
+  kd_h5_format_shape(shape, sizeof shape, nd, dims);
+  if (nd < 2 || nd > 4) {
+    kd_fail(err, "%s has shape %s but [N, ...] with 2 to 4 dimensions is needed", what, shape);
+    goto fail;
+  }
+  ds->num_rows = dims[0];
+  ds->sample_ndim = nd - 1;
+  size_t elem = u8 ? 1 : sizeof(float), ss = 1;
+  for (int i = 1; i < nd; i++) {
+    if (dims[i] < 1) {
+      kd_fail(err, "%s has shape %s: every sample dimension must be at least 1", what, shape);
+      goto fail;
+    }
+    if ((uint64_t)dims[i] > SIZE_MAX / elem / ss) {
+      kd_fail(err, "%s has shape %s: one sample is too large", what, shape);
+      goto fail;
+    }
+    ss *= (size_t)dims[i];
+    ds->sample_shape[i - 1] = dims[i];
+  }
+  ds->sample_size = ss;
+  if (ds->num_rows == 0) {
+    kd_fail(err, "%s has 0 rows (shape %s): the dataset is empty", what, shape);
+    goto fail;
+  }
+  ds->scale = 1.0f, ds->mean = 0.0f, ds->std = 1.0f;
+  static const char *const xattr[3] = {"scale", "mean", "std"};
+  float *xval[3] = {&ds->scale, &ds->mean, &ds->std};
+  for (int i = 0; i < 3; i++) {
+    if (!kd_h5_has_attr(ds->x, xattr[i])) continue;
+    double v;
+    if (kd_h5_read_attr_double(ds->x, xattr[i], what, &v, err)) goto fail;
+    if (!isfinite(v) || fabs(v) > 3.0e38 || (i == 2 && v == 0.0)) {
+      kd_fail(err, "%s attribute %s is %g but a finite%s number is needed", what, xattr[i], v,
+              i == 2 ? ", nonzero" : "");
+      goto fail;
+    }
+    *xval[i] = (float)v;
+  }
+
+  /* /labels/y */
+  if (!kd_h5_is_dataset(ds->file, "/labels/y")) {
+    kd_fail(err, "%s: missing /labels/y (integer class labels [N], attribute num_classes)", path);
+    goto fail;
+  }
+  ds->y = open_with_cache(ds->file, "/labels/y");
+  if (ds->y < 0) {
+    kd_h5_fail(err, "%s: opening /labels/y", path);
+    goto fail;
+  }
+  snprintf(what, sizeof what, "%s: /labels/y", path);
+  hid_t yt = H5Dget_type(ds->y);
+  if (yt < 0) {
+    kd_h5_fail(err, "%s: type", what);
+    goto fail;
+  }
+  H5T_class_t yc = H5Tget_class(yt);
+  kd_h5_type_name(yt, tn, sizeof tn);
+  H5Tclose(yt);
+  if (yc != H5T_INTEGER) {
+    kd_fail(err, "%s has type %s but labels must be integers (int32)", what, tn);
+    goto fail;
+  }
+  if (kd_h5_dataset_shape(ds->y, what, 32, &nd, dims, err)) goto fail;
+  kd_h5_format_shape(shape, sizeof shape, nd, dims);
+  if (nd != 1) {
+    kd_fail(err, "%s has shape %s but one label per row, [N], is needed", what, shape);
+    goto fail;
+  }
+  if (dims[0] != ds->num_rows) {
+    kd_fail(err, "%s has %" PRId64 " rows but /inputs/x has %" PRId64, what, dims[0], ds->num_rows);
+    goto fail;
+  }
+  if (!kd_h5_has_attr(ds->y, "num_classes")) {
+    kd_fail(err, "%s has no attribute num_classes (the number of classes, an integer >= 1)", what);
+    goto fail;
+  }
+  int32_t nc;
+  size_t nn;
+  if (kd_h5_read_attr_ints(ds->y, "num_classes", what, &nc, 1, &nn, err)) goto fail;
+  if (nc < 1) {
+    kd_fail(err, "%s attribute num_classes is %d but must be at least 1", what, (int)nc);
+    goto fail;
+  }
+  ds->num_classes = nc;
+  ds->has_teacher = kd_h5_is_group(ds->file, "/teacher");
+  return 0;
+fail:
+  kd_dataset_close(ds);
+  return -1;
+}
+
+/* ---- Labels ---- */
+
+int kd_dataset_check_labels(kd_dataset *ds, kd_error *err) {
+  int32_t *buf = malloc(KD_LABEL_BLOCK * sizeof *buf);
+  conv_state cs = {0};
+  hid_t dxpl = label_dxpl(&cs);
+  hid_t fspace = H5Dget_space(ds->y);
+  int rc = -1;
+  if (!buf || dxpl < 0 || fspace < 0) {
+    if (!buf)
+      kd_fail(err, "out of memory");
+    else
+      kd_h5_fail(err, "%s: /labels/y", ds->path);
+    goto done;
+  }
+  for (int64_t start = 0; start < ds->num_rows; start += (int64_t)KD_LABEL_BLOCK) {
+    int64_t left = ds->num_rows - start;
+    hsize_t cnt = left < (int64_t)KD_LABEL_BLOCK ? (hsize_t)left : KD_LABEL_BLOCK;
+    hsize_t st = (hsize_t)start;
+    hid_t mspace = H5Screate_simple(1, &cnt, NULL);
+    herr_t r = mspace < 0 ? -1 : H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &st, NULL, &cnt, NULL);
+    if (r >= 0) r = H5Dread(ds->y, H5T_NATIVE_INT32, mspace, fspace, dxpl, buf);
+    if (r < 0) {
+      if (cs.overflow)
+        kd_fail(err,
+                "%s: /labels/y has a value outside the int32 range in rows [%" PRId64 ", %" PRId64
+                ")",
+                ds->path, start, start + (int64_t)cnt);
+      else
+        kd_h5_fail(err, "%s: reading /labels/y rows [%" PRId64 ", %" PRId64 ")", ds->path, start,
+                   start + (int64_t)cnt);
+      if (mspace >= 0) H5Sclose(mspace);
+      goto done;
+    }
+    H5Sclose(mspace);
+    for (hsize_t i = 0; i < cnt; i++) {
+      if (buf[i] < 0 || buf[i] >= ds->num_classes) {
+        kd_fail(err,
+                "%s: /labels/y row %" PRId64 " has label %d, outside [0, %d) (num_classes = %d)",
+                ds->path, start + (int64_t)i, (int)buf[i], ds->num_classes, ds->num_classes);
+        goto done;
+      }
+    }
+  }
+  rc = 0;
+done:
+  if (fspace >= 0) H5Sclose(fspace);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  free(buf);
+  return rc;
+}
+
+/* ---- Batched reads ---- */
+
+typedef struct row_pos {
+  int64_t row;
+  size_t pos;
+} row_pos;
+
+static int cmp_row_pos(const void *a, const void *b) {
+  const row_pos *p = a, *q = b;
+  if (p->row != q->row) return p->row < q->row ? -1 : 1;
+  return p->pos < q->pos ? -1 : p->pos > q->pos;
+}
+
+/* Length of the run of consecutive rows starting at uniq[i] (uniq sorted and unique). */
+static size_t run_length(const int64_t *uniq, size_t nu, size_t i) {
+  size_t j = i + 1;
+  while (j < nu && uniq[j] == uniq[j - 1] + 1) j++;
+  return j - i;
+}
+
+/* Selects the union of the runs of the sorted unique rows uniq[0..nu) (whole rows) in the
+ * dataspace of dset and returns it. Adding runs one by one with H5S_SELECT_OR is quadratic in
+ * libhdf5 1.10 (each OR walks the span list: 4096 runs took 110 ms, 16384 runs 1.4 s), so
+ * groups of 32 runs are OR'ed into their own dataspaces, which are then merged pairwise with
+ * H5Smodify_select: O(runs log runs), 7 ms for 16384 runs. */
+static hid_t select_rows(hid_t dset, const int64_t *uniq, size_t nu) {
+  enum { GROUP = 32 };
+  hid_t proto = H5Dget_space(dset);
+  if (proto < 0) return proto;
+  int nd = H5Sget_simple_extent_ndims(proto);
+  hsize_t dims[32], start[32] = {0}, count[32];
+  if (nd < 1 || nd > 32 || H5Sget_simple_extent_dims(proto, dims, NULL) < 0) {
+    H5Sclose(proto);
+    return H5I_INVALID_HID;
+  }
+  for (int i = 1; i < nd; i++) count[i] = dims[i];
+  size_t nruns = 0;
+  for (size_t i = 0; i < nu; i += run_length(uniq, nu, i)) nruns++;
+  size_t nparts = (nruns + GROUP - 1) / GROUP;
+  hid_t *parts = malloc((nparts ? nparts : 1) * sizeof *parts);
+  if (!parts) {
+    H5Sclose(proto);
+    return H5I_INVALID_HID;
+  }
+  size_t np = 0, in_group = 0;
+  int ok = 1;
+  for (size_t i = 0; i < nu && ok;) {
+    size_t len = run_length(uniq, nu, i);
+    if (in_group == 0) {
+      parts[np] = H5Scopy(proto);
+      if (parts[np] < 0) {
+        ok = 0;
+        break;
+      }
+      np++;
+    }
+    start[0] = (hsize_t)uniq[i];
+    count[0] = (hsize_t)len;
+    ok = H5Sselect_hyperslab(parts[np - 1], in_group ? H5S_SELECT_OR : H5S_SELECT_SET, start, NULL,
+                             count, NULL) >= 0;
+    in_group = (in_group + 1) % GROUP;
+    i += len;
+  }
+  while (ok && np > 1) {
+    size_t k = 0;
+    for (size_t i = 0; i < np; i += 2) {
+      if (i + 1 < np) {
+        ok = ok && H5Smodify_select(parts[i], H5S_SELECT_OR, parts[i + 1]) >= 0;
+        H5Sclose(parts[i + 1]);
+      }
+      parts[k++] = parts[i];
+    }
+    np = k;
+  }
+  hid_t result = H5I_INVALID_HID;
+  if (ok && np == 1)
+    result = parts[0];
+  else
+    for (size_t i = 0; i < np; i++) H5Sclose(parts[i]);
+  free(parts);
+  H5Sclose(proto);
+  return result;
+}
+
+/* Reads the sorted unique rows uniq[0..nu) of /inputs/x into buf (nu rows, file order), one
+ * H5Dread per run of consecutive rows. One read over the union of all runs would be a single
+ * call, but for a chunked dataset libhdf5 1.10.8 maps an irregular selection onto chunks one
+ * element at a time (~40 ns per element): 256 random 784-byte rows took 8-11 ms as one union
+ * read and 0.4 ms as 255 regular reads, and the gap grows with the batch. */
+static int read_x_runs(kd_dataset *ds, const int64_t *uniq, size_t nu, unsigned char *buf,
+                       size_t row_bytes, kd_error *err) {
+  hid_t fspace = H5Dget_space(ds->x);
+  if (fspace < 0) return kd_h5_fail(err, "%s: /inputs/x", ds->path);
+  hid_t mtype = ds->x_is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+  hsize_t start[4] = {0}, count[4];
+  int nd = ds->sample_ndim + 1;
+  for (int i = 1; i < nd; i++) count[i] = (hsize_t)ds->sample_shape[i - 1];
+  int rc = 0;
+  for (size_t i = 0; i < nu && rc == 0;) {
+    size_t len = run_length(uniq, nu, i);
+    start[0] = (hsize_t)uniq[i];
+    count[0] = (hsize_t)len;
+    /* The memory space has the file's row shape: a flat memory space of the same size sends
+     * libhdf5 down its element-by-element path (250x slower). */
+    hid_t mspace = H5Screate_simple(nd, count, NULL);
+    if (mspace < 0 || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dread(ds->x, mtype, mspace, fspace, H5P_DEFAULT, buf + i * row_bytes) < 0)
+      rc = kd_h5_fail(err, "%s: reading /inputs/x rows [%" PRId64 ", %" PRId64 ")", ds->path,
+                      uniq[i], uniq[i] + (int64_t)len);
+    if (mspace >= 0) H5Sclose(mspace);
+    i += len;
+  }
+  H5Sclose(fspace);
+  return rc;
+}
+
+int kd_dataset_read_rows(kd_dataset *ds, const int64_t *rows, size_t n, void *x_out, int32_t *y_out,
+                         kd_error *err) {
+  if (n == 0) return 0;
+  if (ds->x < 0 || ds->y < 0) return kd_fail(err, "%s: dataset is not open", ds->path);
+  int sorted = 1;
+  for (size_t i = 0; i < n; i++) {
+    if (rows[i] < 0 || rows[i] >= ds->num_rows)
+      return kd_fail(err, "%s: row %" PRId64 " requested but /inputs/x has %" PRId64 " rows",
+                     ds->path, rows[i], ds->num_rows);
+    if (i && rows[i] <= rows[i - 1]) sorted = 0;
+  }
+  size_t elem = ds->x_is_u8 ? 1 : sizeof(float);
+  size_t row_bytes = ds->sample_size * elem;
+  if (n > SIZE_MAX / row_bytes)
+    return kd_fail(err, "%s: batch of %zu rows is too large", ds->path, n);
+
+  /* Strictly increasing rows (sequential passes) are read straight into the outputs;
+   * otherwise the unique rows are read in file order and scattered afterwards. */
+  row_pos *order = NULL;
+  size_t *slot = NULL;
+  int64_t *uniq = NULL;
+  unsigned char *xbuf = x_out;
+  int32_t *ybuf = y_out;
+  size_t nu = n;
+  hid_t fy = H5I_INVALID_HID, my = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
+  conv_state cs = {0};
+  int rc = -1;
+  if (sorted) {
+    uniq = (int64_t *)rows;
+  } else {
+    order = malloc(n * sizeof *order);
+    slot = malloc(n * sizeof *slot);
+    uniq = malloc(n * sizeof *uniq);
+    if (!order || !slot || !uniq) {
+      kd_fail(err, "out of memory for a batch of %zu rows", n);
+      goto done;
+    }
+    for (size_t i = 0; i < n; i++) order[i].row = rows[i], order[i].pos = i;
+    qsort(order, n, sizeof *order, cmp_row_pos);
+    nu = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (i == 0 || order[i].row != order[i - 1].row) uniq[nu++] = order[i].row;
+      slot[order[i].pos] = nu - 1;
+    }
+    xbuf = malloc(nu * row_bytes);
+    ybuf = y_out ? malloc(nu * sizeof *ybuf) : NULL;
+    if (!xbuf || (y_out && !ybuf)) {
+      kd_fail(err, "out of memory for a batch of %zu rows", n);
+      goto done;
+    }
+  }
+
+  if (read_x_runs(ds, uniq, nu, xbuf, row_bytes, err)) goto done;
+  if (y_out) {
+    /* Labels are one element per row, so the per-element cost of a union read is small:
+     * one selection, one H5Dread. */
+    hsize_t ycount = (hsize_t)nu;
+    fy = select_rows(ds->y, uniq, nu);
+    my = H5Screate_simple(1, &ycount, NULL);
+    dxpl = label_dxpl(&cs);
+    if (fy < 0 || my < 0 || dxpl < 0) {
+      kd_h5_fail(err, "%s: selecting %zu rows of /labels/y", ds->path, nu);
+      goto done;
+    }
+    if (H5Dread(ds->y, H5T_NATIVE_INT32, my, fy, dxpl, ybuf) < 0) {
+      if (cs.overflow)
+        kd_fail(err, "%s: /labels/y has a value outside the int32 range", ds->path);
+      else
+        kd_h5_fail(err, "%s: reading %zu rows of /labels/y", ds->path, nu);
+      goto done;
+    }
+  }
+  if (!sorted) {
+    unsigned char *xo = x_out;
+    for (size_t i = 0; i < n; i++) {
+      memcpy(xo + i * row_bytes, xbuf + slot[i] * row_bytes, row_bytes);
+      if (y_out) y_out[i] = ybuf[slot[i]];
+    }
+  }
+  rc = 0;
+done:
+  if (dxpl >= 0) H5Pclose(dxpl);
+  if (my >= 0) H5Sclose(my);
+  if (fy >= 0) H5Sclose(fy);
+  if (!sorted) {
+    free(order);
+    free(slot);
+    free(uniq);
+    free(xbuf);
+    free(ybuf);
+  }
+  return rc;
+}
+
+/* ---- Writing ---- */
+
+/* Creates a chunked dataset (chunks of `chunk_rows` whole rows) and writes data when rows > 0. */
+static hid_t write_chunked(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
+                           const hsize_t *dims, hsize_t chunk_rows, int compress, const void *data,
+                           const char *path, kd_error *err) {
+  hsize_t chunk[4];
+  for (int i = 0; i < ndim; i++) chunk[i] = i == 0 ? chunk_rows : dims[i];
+  hid_t space = H5Screate_simple(ndim, dims, NULL);
+  hid_t dcpl = kd_h5_dcpl_create();
+  hid_t d = H5I_INVALID_HID;
+  if (space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, ndim, chunk) < 0 ||
+      (compress && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, 4) < 0))) {
+    kd_h5_fail(err, "%s: setting up %s", path, name);
+    goto done;
+  }
+  d = H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (d < 0) {
+    kd_h5_fail(err, "%s: creating %s", path, name);
+    goto done;
+  }
+  if (dims[0] > 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    kd_h5_fail(err, "%s: writing %s", path, name);
+    H5Dclose(d);
+    d = H5I_INVALID_HID;
+  }
+done:
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (space >= 0) H5Sclose(space);
+  return d;
+}
+
+int kd_dataset_write(const char *path, const void *x, int x_is_u8, int64_t num_rows,
+                     int sample_ndim, const int64_t *sample_shape, const int32_t *y,
+                     int num_classes, float scale, float mean, float std, kd_error *err) {
+  if (sample_ndim < 1 || sample_ndim > 3)
+    return kd_fail(err, "%s: sample rank %d, expected 1 to 3", path, sample_ndim);
+  if (num_rows < 0) return kd_fail(err, "%s: negative row count", path);
+  if (num_classes < 1) return kd_fail(err, "%s: num_classes %d, expected >= 1", path, num_classes);
+  if (num_rows > 0 && (!x || !y)) return kd_fail(err, "%s: no data to write", path);
+  size_t row_bytes = x_is_u8 ? 1 : sizeof(float);
+  hsize_t dims[4] = {(hsize_t)num_rows};
+  for (int i = 0; i < sample_ndim; i++) {
+    if (sample_shape[i] < 1 || (uint64_t)sample_shape[i] > SIZE_MAX / row_bytes)
+      return kd_fail(err, "%s: bad sample shape", path);
+    row_bytes *= (size_t)sample_shape[i];
+    dims[i + 1] = (hsize_t)sample_shape[i];
+  }
+  if (num_rows > 0 && (uint64_t)num_rows > SIZE_MAX / row_bytes)
+    return kd_fail(err, "%s: %" PRId64 " rows are too many for memory", path, num_rows);
+
+  /* Chunks of at least 64 KiB (under 128 KiB unless one row is larger): small enough that a
+   * random row costs little to decompress, large enough to compress and index well. */
+  hsize_t rows_per_chunk = (KD_CHUNK_TARGET_BYTES + row_bytes - 1) / row_bytes;
+  if (num_rows > 0 && rows_per_chunk > (hsize_t)num_rows) rows_per_chunk = (hsize_t)num_rows;
+  hsize_t y_chunk = num_rows <= 0 ? 1 : num_rows < 65536 ? (hsize_t)num_rows : 65536;
+
+  kd_h5_writer w;
+  if (kd_h5_writer_begin(&w, path, "kdcl-dataset", err)) return -1;
+  hid_t gi = kd_h5_group_create(w.file, "inputs", err);
+  hid_t gl = gi < 0 ? H5I_INVALID_HID : kd_h5_group_create(w.file, "labels", err);
+  hid_t dx = H5I_INVALID_HID, dy = H5I_INVALID_HID;
+  if (gl < 0) goto fail_ctx;
+  dx = write_chunked(gi, "x", x_is_u8 ? H5T_STD_U8LE : H5T_IEEE_F32LE,
+                     x_is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, sample_ndim + 1, dims,
+                     rows_per_chunk, x_is_u8, x, path, err);
+  if (dx < 0) goto fail;
+  if (kd_h5_write_attr_string(dx, "layout", sample_ndim == 3 ? "CHW" : "flat", err) ||
+      kd_h5_write_attr_float(dx, "scale", scale, err) ||
+      kd_h5_write_attr_float(dx, "mean", mean, err) || kd_h5_write_attr_float(dx, "std", std, err))
+    goto fail_ctx;
+  dy = write_chunked(gl, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims, y_chunk, 0, y, path, err);
+  if (dy < 0) goto fail;
+  if (kd_h5_write_attr_int(dy, "num_classes", num_classes, err)) goto fail_ctx;
+  H5Dclose(dx);
+  H5Dclose(dy);
+  H5Gclose(gi);
+  H5Gclose(gl);
+  return kd_h5_writer_commit(&w, err);
+fail_ctx:
+  kd_fail_context(err, "%s", path);
+fail:
+  /* The writer's strong close degree closes any object still open. */
+  kd_h5_writer_abort(&w);
+  return -1;
+}

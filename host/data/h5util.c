@@ -1,0 +1,819 @@
+/* HDF5 helpers: error-stack mapping, object and attribute access, string datasets, and the
+ * NAME.tmp -> fsync -> rename protocol that keeps a crash from leaving a half-written file. */
+#include "data/h5util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void kd_h5_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* ---- Error stack ---- */
+
+typedef struct stack_walk {
+  char inner[256], outer[256];
+  int not_hdf5, truncated, locked, newer;
+} stack_walk;
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
+  stack_walk *w = data;
+  const char *d = e->desc ? e->desc : "";
+  if (n == 0) snprintf(w->inner, sizeof w->inner, "%s", d);
+  snprintf(w->outer, sizeof w->outer, "%s", d);
+  if (strstr(d, "file signature not found")) w->not_hdf5 = 1;
+  if (strstr(d, "truncated file")) w->truncated = 1;
+  if (strstr(d, "unable to lock file")) w->locked = 1;
+  if (strstr(d, "bad object header version") || strstr(d, "bad superblock version") ||
+      strstr(d, "bad version number"))
+    w->newer = 1;
+  return 0;
+}
+
+void kd_h5_error_reason(char *buf, size_t cap) {
+  stack_walk w;
+  memset(&w, 0, sizeof w);
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
+  if (w.not_hdf5)
+    snprintf(buf, cap, "not an HDF5 file");
+  else if (w.truncated)
+    snprintf(buf, cap, "truncated HDF5 file (partial copy or crash?)");
+  else if (w.locked)
+    snprintf(buf, cap,
+             "cannot lock the file (another process may be writing it; on NFS and other "
+             "file systems without locks set HDF5_USE_FILE_LOCKING=FALSE)");
+  else if (w.newer)
+    snprintf(buf, cap,
+             "written in a newer HDF5 format than this libhdf5 reads (%s); from h5py write it "
+             "with libver=('earliest', 'v110')",
+             w.inner);
+  else if (!w.inner[0])
+    snprintf(buf, cap, "HDF5 call failed");
+  else if (!strcmp(w.inner, w.outer))
+    snprintf(buf, cap, "%s", w.inner);
+  else
+    snprintf(buf, cap, "%s (%s)", w.outer, w.inner);
+  H5Eclear2(H5E_DEFAULT);
+}
+
+int kd_h5_fail(kd_error *err, const char *fmt, ...) {
+  char reason[600];
+  kd_h5_error_reason(reason, sizeof reason);
+  if (err) {
+    char prefix[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    kd_fail(err, "%s: %s", prefix, reason);
+  }
+  return -1;
+}
+
+int kd_h5_open_read(const char *path, hid_t *file, kd_error *err) {
+  kd_h5_init();
+  *file = H5I_INVALID_HID;
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT) return kd_fail(err, "%s: no such file", path);
+    return kd_fail(err, "%s: %s", path, strerror(errno));
+  }
+  if (S_ISDIR(st.st_mode)) return kd_fail(err, "%s: is a directory, not an HDF5 file", path);
+  if (access(path, R_OK) != 0) return kd_fail(err, "%s: %s", path, strerror(errno));
+  if (st.st_size == 0) return kd_fail(err, "%s: empty file, not an HDF5 file", path);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) return kd_h5_fail(err, "%s", path);
+  *file = f;
+  return 0;
+}
+
+/* ---- Objects ---- */
+
+int kd_h5_exists(hid_t loc, const char *path) {
+  char buf[4096];
+  size_t len = strlen(path);
+  if (len >= sizeof buf) return 0;
+  memcpy(buf, path, len + 1);
+  if (!strcmp(buf, "/") || !strcmp(buf, ".")) return 1;
+  /* H5Lexists fails (rather than returning 0) when an intermediate group is missing, so each
+   * prefix is checked in turn. */
+  for (size_t i = 1; i <= len; i++) {
+    if (buf[i] == '/' || buf[i] == '\0') {
+      char saved = buf[i];
+      buf[i] = '\0';
+      htri_t e = H5Lexists(loc, buf, H5P_DEFAULT);
+      buf[i] = saved;
+      if (e <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+      }
+    }
+  }
+  htri_t ok = H5Oexists_by_name(loc, path, H5P_DEFAULT);
+  if (ok < 0) H5Eclear2(H5E_DEFAULT);
+  return ok > 0;
+}
+
+static int object_type(hid_t loc, const char *path) {
+  if (!kd_h5_exists(loc, path)) return -1;
+  hid_t o = H5Oopen(loc, path, H5P_DEFAULT);
+  if (o < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return -1;
+  }
+  int t = (int)H5Iget_type(o);
+  H5Oclose(o);
+  return t;
+}
+
+int kd_h5_is_dataset(hid_t loc, const char *path) { return object_type(loc, path) == H5I_DATASET; }
+int kd_h5_is_group(hid_t loc, const char *path) { return object_type(loc, path) == H5I_GROUP; }
+
+typedef struct name_list {
+  char **names;
+  size_t n, cap;
+  int oom;
+} name_list;
+
+static herr_t collect_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  (void)g, (void)info;
+  name_list *l = data;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 16;
+    char **p = realloc(l->names, cap * sizeof *p);
+    if (!p) return l->oom = 1, -1;
+    l->names = p, l->cap = cap;
+  }
+  if (!(l->names[l->n] = strdup(name))) return l->oom = 1, -1;
+  l->n++;
+  return 0;
+}
+
+void kd_h5_free_names(char **names, size_t n) {
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
+int kd_h5_list_group(hid_t group, const char *what, char ***names, size_t *n, kd_error *err) {
+  *names = NULL;
+  *n = 0;
+  name_list l = {0};
+  hsize_t idx = 0;
+  /* Iterating by creation order fails on groups that do not track it; then use names. */
+  if (H5Literate(group, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, collect_cb, &l) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    int oom = l.oom;
+    kd_h5_free_names(l.names, l.n);
+    memset(&l, 0, sizeof l);
+    if (oom) return kd_fail(err, "out of memory");
+    idx = 0;
+    if (H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_cb, &l) < 0) {
+      oom = l.oom;
+      kd_h5_free_names(l.names, l.n);
+      return oom ? kd_fail(err, "out of memory") : kd_h5_fail(err, "%s: listing members", what);
+    }
+  }
+  *names = l.names;
+  *n = l.n;
+  return 0;
+}
+
+void kd_h5_type_name(hid_t type, char *buf, size_t cap) {
+  size_t size = H5Tget_size(type);
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER:
+      snprintf(buf, cap, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", size * 8);
+      break;
+    case H5T_FLOAT:
+      snprintf(buf, cap, "float%zu", size * 8);
+      break;
+    case H5T_STRING:
+      snprintf(buf, cap, "string");
+      break;
+    case H5T_COMPOUND:
+      snprintf(buf, cap, "compound");
+      break;
+    case H5T_ENUM:
+      snprintf(buf, cap, "enum");
+      break;
+    case H5T_VLEN:
+      snprintf(buf, cap, "vlen");
+      break;
+    case H5T_ARRAY:
+      snprintf(buf, cap, "array");
+      break;
+    case H5T_REFERENCE:
+      snprintf(buf, cap, "reference");
+      break;
+    case H5T_OPAQUE:
+      snprintf(buf, cap, "opaque");
+      break;
+    case H5T_BITFIELD:
+      snprintf(buf, cap, "bitfield");
+      break;
+    default:
+      snprintf(buf, cap, "unknown");
+      break;
+  }
+}
+
+int kd_h5_dataset_shape(hid_t dset, const char *what, int max_ndim, int *ndim, int64_t *dims,
+                        kd_error *err) {
+  hid_t space = H5Dget_space(dset);
+  if (space < 0) return kd_h5_fail(err, "%s: cannot read the dataspace", what);
+  H5S_class_t cls = H5Sget_simple_extent_type(space);
+  if (cls == H5S_SCALAR) {
+    H5Sclose(space);
+    *ndim = 0;
+    return 0;
+  }
+  if (cls != H5S_SIMPLE) {
+    H5Sclose(space);
+    return kd_fail(err, "%s: has no data (null dataspace)", what);
+  }
+  int nd = H5Sget_simple_extent_ndims(space);
+  if (nd < 0 || nd > 32) {
+    H5Sclose(space);
+    return kd_fail(err, "%s: unreadable dataspace", what);
+  }
+  hsize_t d[32];
+  H5Sget_simple_extent_dims(space, d, NULL);
+  H5Sclose(space);
+  if (nd > max_ndim)
+    return kd_fail(err, "%s: has %d dimensions, at most %d supported", what, nd, max_ndim);
+  for (int i = 0; i < nd; i++) {
+    if (d[i] > (hsize_t)INT64_MAX) return kd_fail(err, "%s: dimension %d is too large", what, i);
+    dims[i] = (int64_t)d[i];
+  }
+  *ndim = nd;
+  return 0;
+}
+
+void kd_h5_format_shape(char *buf, size_t cap, int ndim, const int64_t *dims) {
+  size_t used = 0;
+  int n = snprintf(buf, cap, "[");
+  if (n > 0) used = (size_t)n;
+  for (int i = 0; i < ndim && used < cap; i++) {
+    n = snprintf(buf + used, cap - used, "%s%" PRId64, i ? ", " : "", dims[i]);
+    if (n > 0) used += (size_t)n;
+  }
+  if (used < cap) snprintf(buf + used, cap - used, "]");
+}
+
+/* ---- Creating files and objects ---- */
+
+hid_t kd_h5_fapl_create(void) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return fapl;
+  if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
+      H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+    H5Pclose(fapl);
+    return H5I_INVALID_HID;
+  }
+  return fapl;
+}
+
+hid_t kd_h5_gcpl_create(void) {
+  hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+  if (gcpl < 0) return gcpl;
+  if (H5Pset_obj_track_times(gcpl, 0) < 0 ||
+      H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0) {
+    H5Pclose(gcpl);
+    return H5I_INVALID_HID;
+  }
+  return gcpl;
+}
+
+hid_t kd_h5_dcpl_create(void) {
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (dcpl < 0) return dcpl;
+  if (H5Pset_obj_track_times(dcpl, 0) < 0) {
+    H5Pclose(dcpl);
+    return H5I_INVALID_HID;
+  }
+  return dcpl;
+}
+
+hid_t kd_h5_group_create(hid_t loc, const char *name, kd_error *err) {
+  char buf[4096];
+  size_t len = strlen(name);
+  if (len == 0 || len >= sizeof buf) {
+    kd_fail(err, "bad HDF5 group name '%s'", name);
+    return H5I_INVALID_HID;
+  }
+  memcpy(buf, name, len + 1);
+  hid_t gcpl = kd_h5_gcpl_create();
+  if (gcpl < 0) {
+    kd_h5_fail(err, "creating group %s", name);
+    return H5I_INVALID_HID;
+  }
+  /* Start at the root for an absolute path, else at loc (reopened so closing it is uniform). */
+  char *p = buf;
+  hid_t cur = H5Oopen(loc, *p == '/' ? "/" : ".", H5P_DEFAULT);
+  while (*p == '/') p++;
+  while (cur >= 0 && *p) {
+    char *slash = strchr(p, '/');
+    if (slash) *slash = '\0';
+    if (*p) {
+      htri_t e = H5Lexists(cur, p, H5P_DEFAULT);
+      hid_t next = e > 0    ? H5Gopen2(cur, p, H5P_DEFAULT)
+                   : e == 0 ? H5Gcreate2(cur, p, H5P_DEFAULT, gcpl, H5P_DEFAULT)
+                            : H5I_INVALID_HID;
+      if (next < 0) {
+        kd_h5_fail(err, "creating group %s", name);
+        H5Oclose(cur);
+        H5Pclose(gcpl);
+        return H5I_INVALID_HID;
+      }
+      H5Oclose(cur);
+      cur = next;
+    }
+    if (!slash) break;
+    p = slash + 1;
+  }
+  H5Pclose(gcpl);
+  if (cur < 0) kd_h5_fail(err, "creating group %s", name);
+  return cur;
+}
+
+/* Splits name into its parent group (created when missing; loc itself reopened when there is
+ * no slash) and the last component (pointer into name). */
+static hid_t parent_group(hid_t loc, const char *name, const char **base, kd_error *err) {
+  const char *slash = strrchr(name, '/');
+  if (!slash) {
+    *base = name;
+    hid_t g = H5Oopen(loc, ".", H5P_DEFAULT);
+    if (g < 0) kd_h5_fail(err, "opening the parent of %s", name);
+    return g;
+  }
+  *base = slash + 1;
+  if (slash == name) {
+    hid_t g = H5Oopen(loc, "/", H5P_DEFAULT);
+    if (g < 0) kd_h5_fail(err, "opening the parent of %s", name);
+    return g;
+  }
+  char dir[4096];
+  size_t n = (size_t)(slash - name);
+  if (n >= sizeof dir) {
+    kd_fail(err, "HDF5 path too long: %s", name);
+    return H5I_INVALID_HID;
+  }
+  memcpy(dir, name, n);
+  dir[n] = '\0';
+  return kd_h5_group_create(loc, dir, err);
+}
+
+int kd_h5_write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
+                        const int64_t *dims, const void *data, kd_error *err) {
+  if (ndim < 0 || ndim > 32) return kd_fail(err, "writing %s: bad rank %d", name, ndim);
+  hsize_t d[32];
+  hssize_t npoints = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (dims[i] < 0) return kd_fail(err, "writing %s: negative dimension", name);
+    d[i] = (hsize_t)dims[i];
+    npoints *= dims[i];
+  }
+  const char *base;
+  hid_t parent = parent_group(loc, name, &base, err);
+  if (parent < 0) return -1;
+  hid_t space = ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndim, d, NULL);
+  hid_t dcpl = kd_h5_dcpl_create();
+  hid_t dset = H5I_INVALID_HID;
+  int rc = -1;
+  if (space < 0 || dcpl < 0) {
+    kd_h5_fail(err, "writing %s", name);
+    goto done;
+  }
+  dset = H5Dcreate2(parent, base, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (dset < 0) {
+    kd_h5_fail(err, "creating dataset %s", name);
+    goto done;
+  }
+  if (npoints > 0 && data && H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    kd_h5_fail(err, "writing dataset %s", name);
+    goto done;
+  }
+  rc = 0;
+done:
+  if (dset >= 0) H5Dclose(dset);
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (space >= 0) H5Sclose(space);
+  H5Oclose(parent);
+  return rc;
+}
+
+static hid_t vl_utf8_type(void) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  if (t < 0) return t;
+  if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+    H5Tclose(t);
+    return H5I_INVALID_HID;
+  }
+  return t;
+}
+
+int kd_h5_write_string_dataset(hid_t loc, const char *name, const char *text, kd_error *err) {
+  hid_t type = vl_utf8_type();
+  if (type < 0) return kd_h5_fail(err, "writing string %s", name);
+  const char *p = text ? text : "";
+  int rc = kd_h5_write_dataset(loc, name, type, type, 0, NULL, &p, err);
+  H5Tclose(type);
+  return rc;
+}
+
+/* Reads one string from an attribute (is_attr) or dataset of string type into malloc'd *out. */
+static int read_string_obj(hid_t obj, int is_attr, const char *what, char **out, kd_error *err) {
+  *out = NULL;
+  hid_t ftype = is_attr ? H5Aget_type(obj) : H5Dget_type(obj);
+  hid_t space = is_attr ? H5Aget_space(obj) : H5Dget_space(obj);
+  hid_t mtype = H5I_INVALID_HID;
+  int rc = -1;
+  if (ftype < 0 || space < 0) {
+    kd_h5_fail(err, "%s", what);
+    goto done;
+  }
+  if (H5Tget_class(ftype) != H5T_STRING) {
+    char tn[32];
+    kd_h5_type_name(ftype, tn, sizeof tn);
+    kd_fail(err, "%s: has type %s but a string is needed", what, tn);
+    goto done;
+  }
+  if (H5Sget_simple_extent_npoints(space) != 1) {
+    kd_fail(err, "%s: holds %lld strings but exactly one is needed", what,
+            (long long)H5Sget_simple_extent_npoints(space));
+    goto done;
+  }
+  H5T_cset_t cset = H5Tget_cset(ftype);
+  htri_t vl = H5Tis_variable_str(ftype);
+  mtype = H5Tcopy(H5T_C_S1);
+  if (vl > 0) {
+    if (mtype < 0 || H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Tset_cset(mtype, cset) < 0) {
+      kd_h5_fail(err, "%s", what);
+      goto done;
+    }
+    char *p = NULL;
+    herr_t r =
+        is_attr ? H5Aread(obj, mtype, &p) : H5Dread(obj, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, &p);
+    if (r < 0) {
+      kd_h5_fail(err, "%s: cannot read the string", what);
+      goto done;
+    }
+    *out = strdup(p ? p : "");
+    H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, &p);
+  } else {
+    size_t size = H5Tget_size(ftype);
+    if (size == 0 || size > ((size_t)1 << 30)) {
+      kd_fail(err, "%s: bad string size", what);
+      goto done;
+    }
+    if (mtype < 0 || H5Tset_size(mtype, size + 1) < 0 ||
+        H5Tset_strpad(mtype, H5T_STR_NULLTERM) < 0 || H5Tset_cset(mtype, cset) < 0) {
+      kd_h5_fail(err, "%s", what);
+      goto done;
+    }
+    char *buf = calloc(size + 1, 1);
+    if (!buf) {
+      kd_fail(err, "%s: out of memory", what);
+      goto done;
+    }
+    herr_t r = is_attr ? H5Aread(obj, mtype, buf)
+                       : H5Dread(obj, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    if (r < 0) {
+      free(buf);
+      kd_h5_fail(err, "%s: cannot read the string", what);
+      goto done;
+    }
+    buf[size] = '\0';
+    *out = buf;
+  }
+  if (!*out) {
+    kd_fail(err, "%s: out of memory", what);
+    goto done;
+  }
+  rc = 0;
+done:
+  if (mtype >= 0) H5Tclose(mtype);
+  if (space >= 0) H5Sclose(space);
+  if (ftype >= 0) H5Tclose(ftype);
+  return rc;
+}
+
+int kd_h5_read_string_dataset(hid_t loc, const char *name, const char *what, char **out,
+                              kd_error *err) {
+  *out = NULL;
+  if (!kd_h5_is_dataset(loc, name))
+    return kd_fail(err, "%s: missing (a scalar string dataset)", what);
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return kd_h5_fail(err, "%s", what);
+  int rc = read_string_obj(d, 0, what, out, err);
+  H5Dclose(d);
+  return rc;
+}
+
+/* ---- Attributes ---- */
+
+int kd_h5_has_attr(hid_t obj, const char *name) {
+  htri_t e = H5Aexists(obj, name);
+  if (e < 0) H5Eclear2(H5E_DEFAULT);
+  return e > 0;
+}
+
+/* Creates (replacing any existing) attribute name of type ftype with n values (0 = scalar)
+ * and writes data of type mtype. */
+static int write_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, size_t n,
+                      const void *data, kd_error *err) {
+  if (kd_h5_has_attr(obj, name) && H5Adelete(obj, name) < 0)
+    return kd_h5_fail(err, "replacing attribute %s", name);
+  hsize_t dim = n;
+  hid_t space = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
+  if (space < 0) return kd_h5_fail(err, "writing attribute %s", name);
+  hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = 0;
+  if (a < 0 || H5Awrite(a, mtype, data) < 0) rc = kd_h5_fail(err, "writing attribute %s", name);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(space);
+  return rc;
+}
+
+int kd_h5_write_attr_string(hid_t obj, const char *name, const char *value, kd_error *err) {
+  hid_t type = vl_utf8_type();
+  if (type < 0) return kd_h5_fail(err, "writing attribute %s", name);
+  const char *p = value ? value : "";
+  int rc = write_attr(obj, name, type, type, 0, &p, err);
+  H5Tclose(type);
+  return rc;
+}
+
+int kd_h5_write_attr_ints(hid_t obj, const char *name, const int32_t *v, size_t n, kd_error *err) {
+  if (n == 0) return kd_fail(err, "writing attribute %s: no values", name);
+  return write_attr(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, n, v, err);
+}
+
+int kd_h5_write_attr_int(hid_t obj, const char *name, int32_t value, kd_error *err) {
+  return write_attr(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, 0, &value, err);
+}
+
+int kd_h5_write_attr_float(hid_t obj, const char *name, float value, kd_error *err) {
+  return write_attr(obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 0, &value, err);
+}
+
+int kd_h5_write_attr_double(hid_t obj, const char *name, double value, kd_error *err) {
+  return write_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, &value, err);
+}
+
+/* Opens attribute name with its type and point count; errors name what. */
+static hid_t open_attr(hid_t obj, const char *name, const char *what, hid_t *type,
+                       hssize_t *npoints, kd_error *err) {
+  if (!kd_h5_has_attr(obj, name)) {
+    kd_fail(err, "%s: has no attribute %s", what, name);
+    return H5I_INVALID_HID;
+  }
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) {
+    kd_h5_fail(err, "%s: attribute %s", what, name);
+    return a;
+  }
+  *type = H5Aget_type(a);
+  hid_t space = H5Aget_space(a);
+  *npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+  if (space >= 0) H5Sclose(space);
+  if (*type < 0 || *npoints < 0) {
+    kd_h5_fail(err, "%s: attribute %s", what, name);
+    if (*type >= 0) H5Tclose(*type);
+    H5Aclose(a);
+    return H5I_INVALID_HID;
+  }
+  return a;
+}
+
+int kd_h5_read_attr_string(hid_t obj, const char *name, const char *what, char *buf, size_t cap,
+                           kd_error *err) {
+  if (!kd_h5_has_attr(obj, name)) return kd_fail(err, "%s: has no attribute %s", what, name);
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) return kd_h5_fail(err, "%s: attribute %s", what, name);
+  char label[700], *s = NULL;
+  snprintf(label, sizeof label, "%s: attribute %s", what, name);
+  int rc = read_string_obj(a, 1, label, &s, err);
+  H5Aclose(a);
+  if (rc) return rc;
+  size_t len = strlen(s);
+  if (len >= cap) {
+    free(s);
+    return kd_fail(err, "%s: attribute %s is too long (%zu bytes)", what, name, len);
+  }
+  memcpy(buf, s, len + 1);
+  free(s);
+  return 0;
+}
+
+int kd_h5_read_attr_ints(hid_t obj, const char *name, const char *what, int32_t *v, size_t cap,
+                         size_t *n, kd_error *err) {
+  hid_t type;
+  hssize_t np;
+  hid_t a = open_attr(obj, name, what, &type, &np, err);
+  if (a < 0) return -1;
+  int rc = -1;
+  int64_t *tmp = NULL;
+  if (H5Tget_class(type) != H5T_INTEGER) {
+    char tn[32];
+    kd_h5_type_name(type, tn, sizeof tn);
+    kd_fail(err, "%s: attribute %s has type %s but integers are needed", what, name, tn);
+    goto done;
+  }
+  if (np < 1 || (size_t)np > cap) {
+    kd_fail(err, "%s: attribute %s has %lld values, expected 1 to %zu", what, name, (long long)np,
+            cap);
+    goto done;
+  }
+  tmp = malloc((size_t)np * sizeof *tmp);
+  if (!tmp) {
+    kd_fail(err, "out of memory");
+    goto done;
+  }
+  /* Read as int64 (unsigned values above INT64_MAX saturate) and range-check to int32 here. */
+  if (H5Aread(a, H5T_NATIVE_INT64, tmp) < 0) {
+    kd_h5_fail(err, "%s: reading attribute %s", what, name);
+    goto done;
+  }
+  for (hssize_t i = 0; i < np; i++) {
+    if (tmp[i] < INT32_MIN || tmp[i] > INT32_MAX) {
+      kd_fail(err, "%s: attribute %s value %" PRId64 " is outside the int32 range", what, name,
+              tmp[i]);
+      goto done;
+    }
+    v[i] = (int32_t)tmp[i];
+  }
+  *n = (size_t)np;
+  rc = 0;
+done:
+  free(tmp);
+  H5Tclose(type);
+  H5Aclose(a);
+  return rc;
+}
+
+int kd_h5_read_attr_double(hid_t obj, const char *name, const char *what, double *value,
+                           kd_error *err) {
+  hid_t type;
+  hssize_t np;
+  hid_t a = open_attr(obj, name, what, &type, &np, err);
+  if (a < 0) return -1;
+  int rc = -1;
+  H5T_class_t cls = H5Tget_class(type);
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
+    char tn[32];
+    kd_h5_type_name(type, tn, sizeof tn);
+    kd_fail(err, "%s: attribute %s has type %s but a number is needed", what, name, tn);
+  } else if (np != 1) {
+    kd_fail(err, "%s: attribute %s has %lld values but one number is needed", what, name,
+            (long long)np);
+  } else if (H5Aread(a, H5T_NATIVE_DOUBLE, value) < 0) {
+    kd_h5_fail(err, "%s: reading attribute %s", what, name);
+  } else {
+    rc = 0;
+  }
+  H5Tclose(type);
+  H5Aclose(a);
+  return rc;
+}
+
+int kd_h5_check_format(hid_t file, const char *path, const char *expect, int required,
+                       kd_error *err) {
+  if (kd_h5_has_attr(file, "format")) {
+    char fmt[256];
+    if (kd_h5_read_attr_string(file, "format", path, fmt, sizeof fmt, err)) return -1;
+    if (strcmp(fmt, expect))
+      return kd_fail(err, "%s: root attribute format is \"%s\" but \"%s\" was expected", path, fmt,
+                     expect);
+  } else if (required) {
+    return kd_fail(err, "%s: not a %s file (no root attribute format = \"%s\")", path, expect,
+                   expect);
+  }
+  if (kd_h5_has_attr(file, "format_version")) {
+    int32_t v[4];
+    size_t n;
+    if (kd_h5_read_attr_ints(file, "format_version", path, v, 4, &n, err)) return -1;
+    if (v[0] != 1)
+      return kd_fail(err,
+                     "%s: root attribute format_version is [%d, %d] but this kdcl reads %s version "
+                     "1.x only (written by a newer kdcl?)",
+                     path, (int)v[0], n > 1 ? (int)v[1] : 0, expect);
+  }
+  return 0;
+}
+
+/* ---- Atomic writes ---- */
+
+int kd_h5_writer_begin(kd_h5_writer *w, const char *path, const char *format, kd_error *err) {
+  kd_h5_init();
+  memset(w, 0, sizeof *w);
+  w->file = H5I_INVALID_HID;
+  size_t len = strlen(path);
+  if (len == 0 || len >= sizeof w->path) return kd_fail(err, "bad output path '%s'", path);
+  memcpy(w->path, path, len + 1);
+  snprintf(w->tmp_path, sizeof w->tmp_path, "%s.tmp", path);
+
+  hid_t fapl = kd_h5_fapl_create();
+  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+  if (fapl < 0 || fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
+      H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0) {
+    kd_h5_fail(err, "%s: setting up file properties", path);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
+    w->tmp_path[0] = '\0';
+    return -1;
+  }
+  w->file = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, fapl);
+  H5Pclose(fapl);
+  H5Pclose(fcpl);
+  if (w->file < 0) {
+    char reason[600];
+    kd_h5_error_reason(reason, sizeof reason);
+    /* Name the usual cause plainly instead of HDF5's errno text. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+      snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+      dir[1] = '\0';
+    else
+      *slash = '\0';
+    struct stat st;
+    w->tmp_path[0] = '\0';
+    if (stat(dir, &st) != 0)
+      return kd_fail(err, "%s: cannot create: directory %s does not exist", path, dir);
+    if (!S_ISDIR(st.st_mode))
+      return kd_fail(err, "%s: cannot create: %s is not a directory", path, dir);
+    return kd_fail(err, "%s: cannot create %s.tmp: %s", path, path, reason);
+  }
+  int32_t version[2] = {1, 0};
+  if (kd_h5_write_attr_string(w->file, "format", format, err) ||
+      kd_h5_write_attr_ints(w->file, "format_version", version, 2, err)) {
+    kd_fail_context(err, "%s", path);
+    kd_h5_writer_abort(w);
+    return -1;
+  }
+  return 0;
+}
+
+int kd_h5_writer_commit(kd_h5_writer *w, kd_error *err) {
+  if (w->file < 0) return kd_fail(err, "%s: no file open for writing", w->path);
+  herr_t closed = H5Fclose(w->file);
+  w->file = H5I_INVALID_HID;
+  if (closed < 0) {
+    kd_h5_fail(err, "%s: closing %s", w->path, w->tmp_path);
+    kd_h5_writer_abort(w);
+    return -1;
+  }
+  int fd = open(w->tmp_path, O_RDONLY);
+  if (fd < 0 || fsync(fd) != 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    kd_fail(err, "%s: syncing %s: %s", w->path, w->tmp_path, strerror(e));
+    kd_h5_writer_abort(w);
+    return -1;
+  }
+  close(fd);
+  if (rename(w->tmp_path, w->path) != 0) {
+    int e = errno;
+    kd_fail(err, "%s: renaming %s over it: %s", w->path, w->tmp_path, strerror(e));
+    kd_h5_writer_abort(w);
+    return -1;
+  }
+  w->tmp_path[0] = '\0';
+  /* Make the rename itself durable. Best effort: some file systems refuse fsync on a
+   * directory, and the new file is already in place either way. */
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", w->path);
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == dir)
+    dir[1] = '\0';
+  else
+    *slash = '\0';
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    (void)fsync(dfd);
+    close(dfd);
+  }
+  return 0;
+}
+
+void kd_h5_writer_abort(kd_h5_writer *w) {
+  if (w->file >= 0) {
+    H5Fclose(w->file);
+    w->file = H5I_INVALID_HID;
+    H5Eclear2(H5E_DEFAULT);
+  }
+  if (w->tmp_path[0]) {
+    unlink(w->tmp_path);
+    w->tmp_path[0] = '\0';
+  }
+}

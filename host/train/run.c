@@ -1,0 +1,545 @@
+/* A training run: sets up data, model and device, runs the epochs with prefetching, logs,
+ * validates, writes checkpoints, and resumes from one. */
+#include "train/run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "data/checkpoint.h"
+#include "data/dataset.h"
+#include "data/h5util.h"
+#include "nn/gemm.h"
+#include "nn/model.h"
+#include "train/evaluate.h"
+#include "train/loader.h"
+#include "train/rng.h"
+#include "train/trainer.h"
+
+void kd_train_options_defaults(kd_train_options *o) {
+  memset(o, 0, sizeof *o);
+  o->seed = 1;
+  o->epochs = 10;
+  o->batch = 128;
+  o->shuffle = 1;
+  o->log_every = 50;
+  kd_optim_config_defaults(&o->optim, KD_OPT_ADAMW);
+  o->schedule = KD_LR_CONSTANT;
+  o->lr_gamma = 0.1;
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Everything a run holds, so one cleanup path releases it. */
+typedef struct run_state {
+  const kd_train_options *o;
+  kd_device dev;
+  int dev_open;
+  kd_model model;
+  kd_dataset train, val;
+  int train_open, val_open;
+  kd_trainer trainer;
+  int trainer_open;
+  kd_loader loader;
+  int loader_open;
+  float *host_params, *host_state;
+  int64_t *order;
+  FILE *log;
+  int tty;
+  kd_optim_config optim;
+  uint64_t seed;
+  int64_t step, epoch, cursor; /* steps done; current epoch (0-based); rows done in it */
+} run_state;
+
+static cJSON *train_config_json(const run_state *r) {
+  const kd_train_options *o = r->o;
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "command", "train");
+  cJSON_AddStringToObject(j, "data", o->data_path);
+  if (o->val_path) cJSON_AddStringToObject(j, "val", o->val_path);
+  if (o->init_path) cJSON_AddStringToObject(j, "init", o->init_path);
+  cJSON_AddNumberToObject(j, "seed", (double)r->seed);
+  cJSON_AddNumberToObject(j, "epochs", (double)o->epochs);
+  cJSON_AddNumberToObject(j, "batch", (double)o->batch);
+  cJSON_AddBoolToObject(j, "shuffle", o->shuffle);
+  cJSON_AddStringToObject(j, "optimizer", r->optim.type == KD_OPT_SGD ? "sgd" : "adamw");
+  cJSON_AddNumberToObject(j, "lr", r->optim.lr);
+  cJSON_AddNumberToObject(j, "momentum", r->optim.momentum);
+  cJSON_AddNumberToObject(j, "dampening", r->optim.dampening);
+  cJSON_AddBoolToObject(j, "nesterov", r->optim.nesterov);
+  cJSON_AddNumberToObject(j, "weight_decay", r->optim.weight_decay);
+  cJSON_AddNumberToObject(j, "beta1", r->optim.beta1);
+  cJSON_AddNumberToObject(j, "beta2", r->optim.beta2);
+  cJSON_AddNumberToObject(j, "eps", r->optim.eps);
+  cJSON_AddNumberToObject(j, "clip_grad_norm", r->optim.clip_grad_norm);
+  cJSON_AddStringToObject(j, "lr_schedule", kd_lr_schedule_name(o->schedule));
+  cJSON_AddNumberToObject(j, "warmup_steps", (double)o->warmup_steps);
+  cJSON_AddNumberToObject(j, "lr_step_epochs", (double)o->lr_step_epochs);
+  cJSON_AddNumberToObject(j, "lr_gamma", o->lr_gamma);
+  cJSON_AddStringToObject(j, "gemm", kd_gemm_backend_name(r->dev.gemm_backend));
+  cJSON_AddStringToObject(j, "device", r->dev.info.name);
+  return j;
+}
+
+/* Builds a kd_checkpoint whose tensors point into the host copies, and writes it. */
+static int save_checkpoint(run_state *r, const char *path, kd_error *err) {
+  const kd_model *m = &r->model;
+  size_t n = m->param_floats;
+  if (kd_trainer_read_params(&r->trainer, r->host_params, err) ||
+      kd_read_floats(&r->dev, r->trainer.opt_state.buf, 0, 2 * n, r->host_state, err))
+    return -1;
+  kd_checkpoint ck;
+  memset(&ck, 0, sizeof ck);
+  ck.model_config = m->spec_json;
+  cJSON *cfg = train_config_json(r);
+  ck.train_config = cJSON_PrintUnformatted(cfg);
+  cJSON_Delete(cfg);
+  int slots = r->optim.type == KD_OPT_ADAMW ? 2 : (r->optim.momentum != 0 ? 1 : 0);
+  ck.model = calloc((size_t)m->num_params, sizeof *ck.model);
+  ck.optim_state = calloc((size_t)m->num_params * 2 + 1, sizeof *ck.optim_state);
+  if (!ck.train_config || !ck.model || !ck.optim_state) {
+    free(ck.train_config);
+    free(ck.model);
+    free(ck.optim_state);
+    return kd_fail(err, "out of host memory writing a checkpoint");
+  }
+  ck.num_model = m->num_params;
+  for (int i = 0; i < m->num_params; i++) {
+    const kd_param *p = &m->params[i];
+    kd_named_tensor *t = &ck.model[i];
+    snprintf(t->name, sizeof t->name, "%s", p->name);
+    t->ndim = p->ndim;
+    t->shape[0] = p->shape[0];
+    t->shape[1] = p->shape[1];
+    t->data = r->host_params + p->off;
+    for (int s = 0; s < slots; s++) {
+      kd_named_tensor *st = &ck.optim_state[ck.num_optim_state++];
+      *st = *t;
+      const char *slot = r->optim.type == KD_OPT_SGD ? "momentum_buffer" : s ? "exp_avg_sq" : "exp_avg";
+      snprintf(st->name, sizeof st->name, "%s/%s", p->name, slot);
+      st->data = r->host_state + (size_t)s * n + p->off;
+    }
+  }
+  snprintf(ck.optimizer_type, sizeof ck.optimizer_type, "%s",
+           r->optim.type == KD_OPT_SGD ? "sgd" : "adamw");
+  ck.lr = r->optim.lr;
+  ck.momentum = r->optim.momentum;
+  ck.dampening = r->optim.dampening;
+  ck.weight_decay = r->optim.weight_decay;
+  ck.beta1 = r->optim.beta1;
+  ck.beta2 = r->optim.beta2;
+  ck.eps = r->optim.eps;
+  ck.nesterov = r->optim.nesterov;
+  ck.step = r->step;
+  ck.epoch = r->epoch;
+  ck.data_cursor = r->cursor;
+  ck.seed = r->seed;
+  int rc = kd_checkpoint_write(path, &ck, err);
+  free(ck.train_config);
+  free(ck.model);
+  free(ck.optim_state);
+  return rc;
+}
+
+/* Checks that a dataset fits the model: features per row and class count. */
+static int check_data_fits(const kd_dataset *ds, const kd_model *m, kd_error *err) {
+  if (ds->sample_size != m->input_size) {
+    char have[64] = "", want[64] = "";
+    for (int d = 0; d < ds->sample_ndim; d++)
+      snprintf(have + strlen(have), sizeof have - strlen(have), "%s%lld", d ? ", " : "",
+               (long long)ds->sample_shape[d]);
+    for (int d = 0; d < m->input_ndim; d++)
+      snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "",
+               (long long)m->input_shape[d]);
+    return kd_fail(err, "%s: /inputs/x rows have shape [%s] but model '%s' takes input [%s]",
+                   ds->path, have, m->name, want);
+  }
+  if ((size_t)ds->num_classes != m->num_classes)
+    return kd_fail(err, "%s: /labels/y has num_classes %d but model '%s' outputs %zu classes",
+                   ds->path, ds->num_classes, m->name, m->num_classes);
+  return kd_dataset_check_labels((kd_dataset *)ds, err);
+}
+
+static int load_init(run_state *r, const char *path, kd_error *err) {
+  hid_t file;
+  if (kd_h5_open_read(path, &file, err)) return kd_fail_context(err, "--init");
+  int rc = 0;
+  for (int i = 0; i < r->model.num_params && rc == 0; i++) {
+    const kd_param *p = &r->model.params[i];
+    rc = kd_h5_read_model_tensor(file, path, p->name, p->ndim, p->shape,
+                                 r->host_params + p->off, err);
+  }
+  H5Fclose(file);
+  return rc;
+}
+
+/* Restores parameters, optimizer state and position from a checkpoint read earlier. */
+static int restore(run_state *r, const kd_checkpoint *ck, kd_error *err) {
+  const kd_model *m = &r->model;
+  size_t n = m->param_floats;
+  memset(r->host_state, 0, 2 * n * sizeof(float));
+  for (int i = 0; i < m->num_params; i++) {
+    const kd_param *p = &m->params[i];
+    int found = 0;
+    for (int k = 0; k < ck->num_model; k++)
+      if (!strcmp(ck->model[k].name, p->name)) {
+        memcpy(r->host_params + p->off, ck->model[k].data, p->numel * sizeof(float));
+        found = 1;
+      }
+    if (!found)
+      return kd_fail(err, "%s: the checkpoint has no /model/%s", r->o->resume_path, p->name);
+    for (int k = 0; k < ck->num_optim_state; k++) {
+      const char *slash = strrchr(ck->optim_state[k].name, '/');
+      if (!slash || (size_t)(slash - ck->optim_state[k].name) != strlen(p->name) ||
+          strncmp(ck->optim_state[k].name, p->name, strlen(p->name)))
+        continue;
+      int s = !strcmp(slash + 1, "exp_avg_sq") ? 1 : 0;
+      memcpy(r->host_state + (size_t)s * n + p->off, ck->optim_state[k].data,
+             p->numel * sizeof(float));
+    }
+  }
+  r->step = ck->step;
+  r->epoch = ck->epoch;
+  r->cursor = ck->data_cursor;
+  r->seed = ck->seed;
+  if (kd_trainer_write_params(&r->trainer, r->host_params, err)) return -1;
+  return kd_write_floats(&r->dev, r->trainer.opt_state.buf, 0, 2 * n, r->host_state, err);
+}
+
+static void log_record(run_state *r, cJSON *rec) {
+  if (!r->log) {
+    cJSON_Delete(rec);
+    return;
+  }
+  char *s = cJSON_PrintUnformatted(rec);
+  if (s) {
+    fprintf(r->log, "%s\n", s);
+    fflush(r->log);
+  }
+  free(s);
+  cJSON_Delete(rec);
+}
+
+static void format_eta(double seconds, char *buf, size_t len) {
+  long s = seconds > 0 && seconds < 1e7 ? (long)seconds : 0;
+  snprintf(buf, len, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+}
+
+/* Sums the per-row losses of one finished step (the host ring slot) into a mean. */
+static double mean_of(const float *x, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += x[i];
+  return n ? s / (double)n : 0;
+}
+
+static int run_epochs(run_state *r, kd_error *err) {
+  const kd_train_options *o = r->o;
+  kd_trainer *t = &r->trainer;
+  int64_t N = r->train.num_rows, B = o->batch;
+  int64_t steps_per_epoch = (N + B - 1) / B, total_steps = steps_per_epoch * o->epochs;
+  kd_schedule sched = {o->schedule,    r->optim.lr,     o->warmup_steps, total_steps,
+                       steps_per_epoch, o->lr_step_epochs ? o->lr_step_epochs : (o->epochs + 2) / 3,
+                       o->lr_gamma};
+  /* Per-row losses come back without blocking: step s reads into ring slot s % 2, and the host
+   * waits for that read only two steps later. */
+  float *loss_host[2] = {malloc((size_t)B * sizeof(float)), malloc((size_t)B * sizeof(float))};
+  cl_event loss_ev[2] = {NULL, NULL};
+  size_t loss_n[2] = {0, 0};
+  int64_t loss_step[2] = {0, 0};
+  if (!loss_host[0] || !loss_host[1]) {
+    free(loss_host[0]);
+    free(loss_host[1]);
+    return kd_fail(err, "out of host memory");
+  }
+  int rc = 0;
+  double epoch_loss_sum = 0, last_loss = NAN;
+  int64_t epoch_loss_rows = 0;
+  double t_start = now_seconds(), t_log = t_start;
+  int64_t rows_since_log = 0, start_step = r->step;
+
+  /* Waits for a ring slot's read and folds it into the epoch's running loss. */
+#define DRAIN(slot)                                                                 \
+  do {                                                                              \
+    if (loss_ev[slot]) {                                                            \
+      if (clWaitForEvents(1, &loss_ev[slot]) != CL_SUCCESS) {                       \
+        rc = kd_fail(err, "reading the loss back from the device failed");          \
+      }                                                                             \
+      clReleaseEvent(loss_ev[slot]);                                                \
+      loss_ev[slot] = NULL;                                                         \
+      last_loss = mean_of(loss_host[slot], loss_n[slot]);                           \
+      if (!isfinite(last_loss) && rc == 0) {                                        \
+        rc = KD_DIVERGED;                                                           \
+        kd_fail(err, "the loss became %s at step %lld (epoch %lld); stopping, no "  \
+                "checkpoint of the diverged state is written",                      \
+                isnan(last_loss) ? "NaN" : "Inf", (long long)loss_step[slot],      \
+                (long long)r->epoch + 1);                                           \
+      }                                                                             \
+      epoch_loss_sum += last_loss * (double)loss_n[slot];                           \
+      epoch_loss_rows += (int64_t)loss_n[slot];                                     \
+    }                                                                               \
+  } while (0)
+
+  while (rc == 0 && r->epoch < o->epochs) {
+    kd_epoch_order(r->order, N, r->seed, r->epoch, o->shuffle);
+    kd_loader_start(&r->loader, r->order, N, r->cursor);
+    kd_batch *prev = NULL;
+    cl_event prev_upload = NULL;
+    epoch_loss_sum = 0;
+    epoch_loss_rows = 0;
+    for (;;) {
+      kd_batch *b;
+      if (kd_loader_next(&r->loader, &b, err)) {
+        rc = -1;
+        break;
+      }
+      if (prev) { /* the device has copied the previous batch once its upload event is done */
+        clWaitForEvents(1, &prev_upload);
+        clReleaseEvent(prev_upload);
+        kd_loader_release(&r->loader, prev);
+        prev = NULL;
+      }
+      if (!b) break;
+      int64_t step = r->step + 1;
+      float lr = (float)kd_schedule_lr(&sched, step);
+      int slot = (int)(step % 2);
+      DRAIN(slot);
+      if (rc) {
+        kd_loader_release(&r->loader, b);
+        break;
+      }
+      cl_event upload;
+      if (kd_trainer_upload(t, b->x, r->train.x_is_u8, b->y, b->n, r->train.scale, r->train.mean,
+                            r->train.std, &upload, err) ||
+          kd_trainer_forward(t, b->n, 1, r->seed, step, err) ||
+          kd_trainer_backward(t, b->n, r->seed, step, err) ||
+          kd_trainer_optimizer_step(t, &r->optim, lr, step, err)) {
+        rc = -1;
+        kd_loader_release(&r->loader, b);
+        break;
+      }
+      cl_int cl_rc = clEnqueueReadBuffer(r->dev.queue, t->work.buf, CL_FALSE,
+                                         t->loss_rows * sizeof(float), b->n * sizeof(float),
+                                         loss_host[slot], 0, NULL, &loss_ev[slot]);
+      if (cl_rc != CL_SUCCESS) {
+        rc = kd_cl_fail(err, "clEnqueueReadBuffer", cl_rc, __FILE__, __LINE__);
+        kd_loader_release(&r->loader, b);
+        break;
+      }
+      loss_n[slot] = b->n;
+      loss_step[slot] = step;
+      prev = b;
+      prev_upload = upload;
+      r->step = step;
+      r->cursor = b->first + (int64_t)b->n;
+      rows_since_log += (int64_t)b->n;
+
+      if (step % o->log_every == 0 || r->cursor == N) {
+        double now = now_seconds();
+        double rate = rows_since_log / (now - t_log > 1e-9 ? now - t_log : 1e-9);
+        double eta = (double)(total_steps - step) * (now - t_start) /
+                     (double)(step - start_step > 0 ? step - start_step : 1);
+        char eta_s[32];
+        format_eta(eta, eta_s, sizeof eta_s);
+        if (r->tty && !o->quiet)
+          fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f samples/s  ETA %s   ",
+                  (long long)r->epoch + 1, (long long)o->epochs, (long long)step,
+                  (long long)total_steps, last_loss, rate, eta_s);
+        cJSON *rec = cJSON_CreateObject();
+        cJSON_AddStringToObject(rec, "event", "step");
+        cJSON_AddNumberToObject(rec, "step", (double)step);
+        cJSON_AddNumberToObject(rec, "epoch", (double)r->epoch + 1);
+        if (isfinite(last_loss)) cJSON_AddNumberToObject(rec, "loss", last_loss);
+        cJSON_AddNumberToObject(rec, "lr", lr);
+        cJSON_AddNumberToObject(rec, "samples_per_s", rate);
+        log_record(r, rec);
+        t_log = now;
+        rows_since_log = 0;
+      }
+      if (o->checkpoint_every > 0 && step % o->checkpoint_every == 0 && r->cursor < N) {
+        DRAIN(0);
+        DRAIN(1);
+        if (rc == 0 && save_checkpoint(r, o->out_path, err)) rc = -1;
+        if (rc) break;
+      }
+    }
+    if (prev) {
+      clWaitForEvents(1, &prev_upload);
+      clReleaseEvent(prev_upload);
+      kd_loader_release(&r->loader, prev);
+    }
+    DRAIN(0);
+    DRAIN(1);
+    if (rc) break;
+    /* The epoch is complete: the position moves to the start of the next one. */
+    r->epoch++;
+    r->cursor = 0;
+    double train_loss = epoch_loss_rows ? epoch_loss_sum / (double)epoch_loss_rows : NAN;
+    kd_eval_result val = {0};
+    if (r->val_open && kd_evaluate(t, &r->val, &val, NULL, err)) {
+      rc = -1;
+      break;
+    }
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddStringToObject(rec, "event", "epoch");
+    cJSON_AddNumberToObject(rec, "step", (double)r->step);
+    cJSON_AddNumberToObject(rec, "epoch", (double)r->epoch);
+    if (isfinite(train_loss)) cJSON_AddNumberToObject(rec, "train_loss", train_loss);
+    if (r->val_open) {
+      cJSON_AddNumberToObject(rec, "val_accuracy", val.accuracy);
+      cJSON_AddNumberToObject(rec, "val_loss", val.mean_loss);
+    }
+    cJSON_AddNumberToObject(rec, "elapsed_s", now_seconds() - t_start);
+    log_record(r, rec);
+    if (!o->quiet) {
+      if (r->tty) fprintf(stderr, "\r\033[K");
+      fprintf(stderr, "epoch %lld/%lld  train loss %.4f", (long long)r->epoch,
+              (long long)o->epochs, train_loss);
+      if (r->val_open)
+        fprintf(stderr, "  val accuracy %.2f%%  val loss %.4f", 100 * val.accuracy,
+                val.mean_loss);
+      fprintf(stderr, "  (%.1f s)\n", now_seconds() - t_start);
+    }
+    if (save_checkpoint(r, o->out_path, err)) rc = -1;
+  }
+#undef DRAIN
+  for (int s = 0; s < 2; s++) {
+    if (loss_ev[s]) {
+      clWaitForEvents(1, &loss_ev[s]);
+      clReleaseEvent(loss_ev[s]);
+    }
+    free(loss_host[s]);
+  }
+  return rc;
+}
+
+int kd_train_run(const kd_train_options *o, kd_error *err) {
+  run_state r;
+  memset(&r, 0, sizeof r);
+  r.o = o;
+  r.optim = o->optim;
+  r.seed = o->seed;
+  r.tty = isatty(2);
+  kd_h5_init();
+  kd_checkpoint ck;
+  memset(&ck, 0, sizeof ck);
+  int have_ck = 0, rc = -1;
+
+  if (o->resume_path) {
+    if (kd_checkpoint_read(o->resume_path, &ck, err)) goto done;
+    have_ck = 1;
+    char source[4200];
+    snprintf(source, sizeof source, "%s: /meta/model_config", o->resume_path);
+    if (kd_model_parse(&r.model, ck.model_config, source, err)) goto done;
+    if (o->model_path) {
+      kd_model given;
+      if (kd_model_load(&given, o->model_path, err)) goto done;
+      int same = given.num_params == r.model.num_params;
+      for (int i = 0; same && i < given.num_params; i++)
+        same = !strcmp(given.params[i].name, r.model.params[i].name) &&
+               given.params[i].shape[0] == r.model.params[i].shape[0] &&
+               given.params[i].shape[1] == r.model.params[i].shape[1];
+      kd_model_free(&given);
+      if (!same) {
+        kd_fail(err, "--model %s does not describe the network stored in --resume %s",
+                o->model_path, o->resume_path);
+        goto done;
+      }
+    }
+    kd_optimizer_type ck_type = !strcmp(ck.optimizer_type, "sgd") ? KD_OPT_SGD : KD_OPT_ADAMW;
+    if (o->optim_set && ck_type != o->optim.type) {
+      kd_fail(err, "--resume %s was trained with --optimizer %s; resume with the same optimizer",
+              o->resume_path, ck.optimizer_type);
+      goto done;
+    }
+    /* The optimizer continues with the hyper-parameters it was saved with. */
+    r.optim.type = ck_type;
+    r.optim.lr = (float)ck.lr;
+    r.optim.momentum = (float)ck.momentum;
+    r.optim.dampening = (float)ck.dampening;
+    r.optim.weight_decay = (float)ck.weight_decay;
+    r.optim.beta1 = (float)ck.beta1;
+    r.optim.beta2 = (float)ck.beta2;
+    r.optim.eps = (float)ck.eps;
+    r.optim.nesterov = ck.nesterov;
+  } else if (kd_model_load(&r.model, o->model_path, err)) {
+    goto done;
+  }
+
+  if (kd_dataset_open(&r.train, o->data_path, err)) goto done;
+  r.train_open = 1;
+  if (check_data_fits(&r.train, &r.model, err)) goto done;
+  if (o->val_path) {
+    if (kd_dataset_open(&r.val, o->val_path, err)) goto done;
+    r.val_open = 1;
+    if (check_data_fits(&r.val, &r.model, err)) goto done;
+  }
+
+  if (kd_device_open(&r.dev, o->device, o->kernels_binary, 0, err)) goto done;
+  r.dev_open = 1;
+  if (o->gemm_set) {
+    r.dev.gemm_backend = o->gemm;
+    if (o->gemm == KD_GEMM_CLBLAST && !kd_gemm_clblast_usable(&r.dev, err)) {
+      kd_fail_context(err, "--gemm clblast on '%s'", r.dev.info.name);
+      goto done;
+    }
+  }
+  if (kd_trainer_create(&r.trainer, &r.dev, &r.model, (size_t)o->batch, err)) goto done;
+  r.trainer_open = 1;
+  size_t n = r.model.param_floats;
+  r.host_params = calloc(n, sizeof(float));
+  r.host_state = calloc(2 * n, sizeof(float));
+  r.order = malloc((size_t)r.train.num_rows * sizeof(int64_t));
+  if (!r.host_params || !r.host_state || !r.order) {
+    kd_fail(err, "out of host memory");
+    goto done;
+  }
+  if (have_ck) {
+    if (restore(&r, &ck, err)) goto done;
+  } else {
+    kd_model_init_params(&r.model, r.host_params, r.seed);
+    if (o->init_path && load_init(&r, o->init_path, err)) goto done;
+    if (kd_trainer_write_params(&r.trainer, r.host_params, err)) goto done;
+  }
+  if (kd_loader_open(&r.loader, &r.train, (size_t)o->batch, err)) goto done;
+  r.loader_open = 1;
+  if (o->log_path) {
+    r.log = fopen(o->log_path, have_ck ? "a" : "w");
+    if (!r.log) {
+      kd_fail(err, "--log %s: cannot open for writing", o->log_path);
+      goto done;
+    }
+  }
+  if (!o->quiet)
+    fprintf(stderr,
+            "kdcl: training '%s' (%zu parameters) on %lld rows of %s, device '%s', gemm %s%s\n",
+            r.model.name, kd_model_count_params(&r.model), (long long)r.train.num_rows,
+            o->data_path, r.dev.info.name, kd_gemm_backend_name(r.dev.gemm_backend),
+            have_ck ? ", resumed" : "");
+  rc = run_epochs(&r, err);
+  if (rc == 0 && r.step == 0 && !have_ck) rc = save_checkpoint(&r, o->out_path, err);
+  if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step)
+    rc = save_checkpoint(&r, o->out_path, err); /* nothing left to do: still write --out */
+  if (rc == 0 && !o->quiet) fprintf(stderr, "kdcl: wrote %s\n", o->out_path);
+done:
+  if (r.loader_open) kd_loader_close(&r.loader);
+  if (r.trainer_open) kd_trainer_release(&r.trainer);
+  if (r.dev_open) kd_device_close(&r.dev);
+  if (r.train_open) kd_dataset_close(&r.train);
+  if (r.val_open) kd_dataset_close(&r.val);
+  if (r.log) fclose(r.log);
+  if (have_ck) kd_checkpoint_free(&ck);
+  kd_model_free(&r.model);
+  free(r.host_params);
+  free(r.host_state);
+  free(r.order);
+  return rc;
+}

@@ -1,0 +1,47 @@
+/* One training run from the command line's settings: data, model, trainer, epochs, logging,
+ * validation, checkpoints, resume. */
+#ifndef KD_RUN_H
+#define KD_RUN_H
+
+#include <stdint.h>
+
+#include "nn/optim.h"
+#include "runtime/device.h"
+#include "train/schedule.h"
+
+/* Returned by kd_train_run when the loss became NaN or Inf (the CLI exits 3). */
+#define KD_DIVERGED (-3)
+
+typedef struct kd_train_options {
+  const char *model_path;  /* --model SPEC.json (may be omitted with --resume) */
+  const char *data_path;   /* --data TRAIN.h5 */
+  const char *out_path;    /* --out CKPT.h5 */
+  const char *val_path;    /* --val VAL.h5 */
+  const char *init_path;   /* --init WEIGHTS.h5 */
+  const char *resume_path; /* --resume CKPT.h5 */
+  const char *log_path;    /* --log METRICS.jsonl */
+  const char *device;      /* --device SEL */
+  const char *kernels_binary;
+  int gemm_set;
+  kd_gemm_backend gemm;
+  uint64_t seed;
+  int64_t epochs;
+  int64_t batch;
+  int shuffle;
+  int quiet;
+  int64_t checkpoint_every; /* steps; 0: only at the end (and each epoch end) */
+  int64_t log_every;        /* steps between step records in --log and progress updates */
+  kd_optim_config optim;
+  int optim_set; /* --optimizer given (on --resume the checkpoint's optimizer is used) */
+  kd_lr_schedule schedule;
+  int64_t warmup_steps;
+  int64_t lr_step_epochs;
+  double lr_gamma;
+} kd_train_options;
+
+void kd_train_options_defaults(kd_train_options *o);
+
+/* Runs training. Returns 0, -1 with a message in err, or KD_DIVERGED. */
+int kd_train_run(const kd_train_options *o, kd_error *err);
+
+#endif
