@@ -110,7 +110,7 @@ void kd_dl_terms(int loss, float ls, float lt, float zs, float zt, float w, floa
  * T^2 * (1/T) * (h - s*H) for the distribution losses (softmax Jacobian), 2 (zs - zt) / C for
  * mse. */
 float kd_dl_grad(int loss, float ls, float zs, float zt, float h, float H, float T, uint C) {
-  if (loss == KD_DL_MSE) return 2.0f * (zs - zt) / (float)C;
+  if (loss == KD_DL_MSE) return isnan(H) ? NAN : 2.0f * (zs - zt) / (float)C; /* NaN: poisoned row */
   return T * (h - exp(ls) * H);
 }
 
@@ -184,6 +184,7 @@ __kernel KD_REQD_WG_1D void kd_distill_dense_forward_backward(
   r = kd_dl_sum4((float4)(V, H, 0.0f, 0.0f), scratch);
   V = r.x;
   H = r.y;
+  if (isnan(V) || isnan(H)) V = H = NAN; /* NaN teacher data: value and gradient row NaN */
 
   if (lid == 0) { /* log(s) - (z_y - m): no cancellation against a large m */
     ce_rows[ce_off + row] = valid ? log(s1) - (zy - mz) : NAN;
@@ -266,29 +267,37 @@ __kernel KD_REQD_WG_1D void kd_distill_topk_forward_backward(
   int valid = y >= 0 && (uint)y < C;
   float zy = (lid == 0 && valid) ? z[y] : 0.0f;
 
-  float s1 = 0.0f, sT = 0.0f, sK = 0.0f, P = 0.0f;
+  float s1 = 0.0f, sT = 0.0f;
   for (uint j = lid; j < C; j += KD_WG) {
     float d = z[j] - mz;
     s1 += exp(d);
     sT += exp(d / T);
   }
+  /* Teacher sums over K: sK = sum exp((lp - mlp)/T); at T = 1 the entries below the max (A)
+   * and the count of entries at the max (n), kept apart so that the missing mass
+   * 1 - sum exp(lp) = -expm1(mlp + log1p(n - 1 + A)) keeps its digits when it is tiny (a
+   * confident teacher) instead of cancelling in 1 - (sum ~ 1). */
+  float sK = 0.0f, A = 0.0f, n = 0.0f;
   if (has_t)
     for (uint i = lid; i < K; i += KD_WG) {
       float l = lp[i];
       sK += (uint)idx[i] < C ? exp((l - mlp) / T) : NAN; /* a bad index poisons the row */
-      P += exp(l);
+      if (l == mlp) n += 1.0f;
+      else A += exp(l - mlp);
     }
-  r = kd_dl_sum4((float4)(s1, sT, sK, P), scratch);
+  r = kd_dl_sum4((float4)(s1, sT, 0.0f, 0.0f), scratch);
   s1 = r.x;
   float lsT = log(r.y);
+  r = kd_dl_sum4((float4)(sK, A, n, 0.0f), scratch);
   /* The teacher's normaliser at T: over the K entries (drop), or over all C classes with the
    * missing mass spread evenly over the C - K others (uniform). */
-  float M = mlp, St = r.z, lpu = 0.0f;
+  float M = mlp, St = r.x, lpu = 0.0f;
   int spread = uniform && C > K;
   if (spread) {
-    lpu = log(fmax(fmax(1.0f - r.w, 0.0f) / (float)(C - K), FLT_MIN));
+    float missing = -expm1(mlp + log1p((r.z - 1.0f) + r.y));
+    lpu = log(fmax(fmax(missing, 0.0f) / (float)(C - K), FLT_MIN));
     M = fmax(mlp, lpu);
-    St = r.z * exp((mlp - M) / T) + (float)(C - K) * exp((lpu - M) / T);
+    St = r.x * exp((mlp - M) / T) + (float)(C - K) * exp((lpu - M) / T);
   }
   float lst = log(St);
 
@@ -314,6 +323,9 @@ __kernel KD_REQD_WG_1D void kd_distill_topk_forward_backward(
   r = kd_dl_sum4((float4)(V, H, 0.0f, 0.0f), scratch);
   V = r.x;
   H = r.y;
+  /* A bad or repeated index, NaN teacher data: value and gradient row NaN (whatever the loss
+   * reads, even when no class of the row is a valid member). */
+  if (isnan(V) || isnan(H) || (has_t && isnan(St))) V = H = NAN;
 
   if (lid == 0) {
     ce_rows[ce_off + row] = valid ? log(s1) - (zy - mz) : NAN;

@@ -16,6 +16,8 @@ int kd_cli_usage_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 int kd_cmd_train(int argc, char **argv);
+int kd_cmd_distill(int argc, char **argv);
+int kd_cmd_label(int argc, char **argv);
 int kd_cmd_eval(int argc, char **argv);
 int kd_cmd_predict(int argc, char **argv);
 int kd_cmd_import(int argc, char **argv);

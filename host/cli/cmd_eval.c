@@ -28,7 +28,8 @@ static void help(const char *cmd) {
            "the logits as /logits f32 [N, classes] to LOGITS.h5 (atomically).\n\n");
   else
     printf("Runs the checkpoint's model (evaluation mode) over every row of DATA.h5 and prints\n"
-           "accuracy and mean cross-entropy against /labels/y.\n\n");
+           "accuracy and mean cross-entropy against /labels/y; with a /teacher in DATA.h5, also\n"
+           "top-1 agreement with the teacher and mean KL(teacher || model) at T = 1.\n\n");
   printf("  --checkpoint CKPT.h5     checkpoint written by kdcl train\n"
          "  --data DATA.h5           dataset (kdcl dataset schema)\n"
          "%s"
@@ -109,12 +110,19 @@ static int run(const infer_flags *f, kd_eval_result *res, float **logits, int64_
       rc = kd_fail(err, "%s: /labels/y has num_classes %d but the model of %s outputs %zu",
                    f->data, ds.num_classes, f->checkpoint, m->num_classes);
     if (rc == 0) rc = kd_dataset_check_labels(&ds, err);
+    if (rc == 0 && !logits && ds.teacher_kind != KD_TEACHER_NONE) {
+      if ((size_t)ds.teacher_classes != m->num_classes)
+        rc = kd_fail(err, "%s: /teacher has %d classes but the model of %s outputs %zu", f->data,
+                     ds.teacher_classes, f->checkpoint, m->num_classes);
+      else
+        rc = kd_dataset_check_teacher(&ds, err);
+    }
     if (rc == 0 && logits) {
       *logits = malloc((size_t)ds.num_rows * m->num_classes * sizeof(float));
       if (!*logits) rc = kd_fail(err, "out of host memory for %lld x %zu logits",
                                  (long long)ds.num_rows, m->num_classes);
     }
-    if (rc == 0) rc = kd_evaluate(&inf.trainer, &ds, res, logits ? *logits : NULL, err);
+    if (rc == 0) rc = kd_evaluate(&inf.trainer, &ds, !logits, res, logits ? *logits : NULL, err);
     *rows = ds.num_rows;
     *classes = (int64_t)m->num_classes;
     kd_inference_close(&inf);
@@ -139,13 +147,21 @@ int kd_cmd_eval(int argc, char **argv) {
     cJSON_AddNumberToObject(j, "correct", (double)res.correct);
     cJSON_AddNumberToObject(j, "accuracy", res.accuracy);
     cJSON_AddNumberToObject(j, "loss", res.mean_loss);
+    if (res.has_teacher) {
+      cJSON_AddNumberToObject(j, "teacher_agreement", res.agreement);
+      cJSON_AddNumberToObject(j, "teacher_kl", res.teacher_kl);
+    }
     char *s = cJSON_PrintUnformatted(j);
     printf("%s\n", s);
     free(s);
     cJSON_Delete(j);
   } else {
-    printf("accuracy %.4f (%lld/%lld)  loss %.6f\n", res.accuracy, (long long)res.correct,
+    printf("accuracy %.4f (%lld/%lld)  loss %.6f", res.accuracy, (long long)res.correct,
            (long long)res.rows, res.mean_loss);
+    if (res.has_teacher)
+      printf("  teacher agreement %.4f  KL(teacher || model) %.6f", res.agreement,
+             res.teacher_kl);
+    printf("\n");
   }
   return KD_EXIT_OK;
 }

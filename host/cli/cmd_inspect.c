@@ -190,9 +190,23 @@ static void describe_dataset(cJSON *root, hid_t file, const char *path) {
     }
     cJSON_AddItemToObject(root, "labels", lab);
   }
-  if (ds.has_teacher) {
+  if (ds.teacher_kind != KD_TEACHER_NONE) {
+    /* kd_dataset_open validated the attributes and shapes; the values are scanned here. */
     hid_t g = H5Gopen2(file, "/teacher", H5P_DEFAULT);
     cJSON *t = g >= 0 ? attrs_json(g) : cJSON_CreateObject();
+    static const char *const keys[4] = {"kind", "teacher_id", "num_classes", "k"};
+    for (int i = 0; i < 4; i++) cJSON_DeleteItemFromObjectCaseSensitive(t, keys[i]);
+    cJSON_AddStringToObject(t, "kind", ds.teacher_kind == KD_TEACHER_LOGITS ? "logits" : "topk");
+    cJSON_AddStringToObject(t, "teacher_id", ds.teacher_id);
+    cJSON_AddNumberToObject(t, "num_classes", ds.teacher_classes);
+    cJSON_AddNumberToObject(t, "k", ds.teacher_k);
+    kd_error terr = {{0}};
+    if (kd_dataset_check_teacher(&ds, &terr) == 0) {
+      cJSON_AddTrueToObject(t, "values_ok");
+    } else {
+      cJSON_AddFalseToObject(t, "values_ok");
+      cJSON_AddStringToObject(t, "error", terr.msg);
+    }
     cJSON *arr = cJSON_AddArrayToObject(t, "datasets");
     char **names = NULL;
     size_t n = 0;
@@ -417,15 +431,22 @@ static void print_text(const cJSON *root) {
     if (cJSON_IsNull(te) || !te) {
       printf("  teacher   none\n");
     } else {
-      printf("  teacher   kind %s, teacher_id %s\n", str_or(te, "kind", "?"),
-             str_or(te, "teacher_id", "-"));
+      int vok = cJSON_IsTrue(cJSON_GetObjectItem(te, "values_ok"));
+      const char *tid = str_or(te, "teacher_id", "");
+      printf("  teacher   kind %s, teacher_id %s, %d classes, k %d, %s%s%s\n",
+             str_or(te, "kind", "?"), tid[0] ? tid : "(none)",
+             cJSON_GetObjectItem(te, "num_classes")->valueint,
+             cJSON_GetObjectItem(te, "k")->valueint, vok ? "values ok" : "BAD VALUES",
+             vok ? "" : ": ", vok ? "" : str_or(te, "error", ""));
       const cJSON *a;
       cJSON_ArrayForEach(a, te) {
-        if (!strcmp(a->string, "kind") || !strcmp(a->string, "teacher_id") ||
-            !strcmp(a->string, "datasets"))
-          continue;
+        static const char *const shown[] = {"kind",   "teacher_id", "num_classes", "k",
+                                            "values_ok", "error",   "datasets"};
+        int skip = 0;
+        for (size_t i = 0; i < sizeof shown / sizeof *shown; i++) skip |= !strcmp(a->string, shown[i]);
+        if (skip) continue;
         num_text(a, s, sizeof s);
-        printf("            %s %s\n", a->string, s);
+        printf("            @%s %s\n", a->string, s);
       }
       cJSON_ArrayForEach(a, cJSON_GetObjectItem(te, "datasets")) {
         shape_text(cJSON_GetObjectItem(a, "shape"), s, sizeof s);

@@ -1,4 +1,5 @@
-/* kdcl train: trains a model on an HDF5 dataset with labels (cross-entropy). */
+/* kdcl train and kdcl distill: one option parser, one run. train fits the labels
+ * (cross-entropy); distill adds a teacher's outputs through a distillation loss. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,11 +10,33 @@
 #include "nn/gemm.h"
 #include "train/run.h"
 
-static void help(void) {
+static void help(int distill) {
+  if (distill)
+    printf(
+        "usage: kdcl distill --model SPEC.json --data TRAIN.h5 --out CKPT.h5 [--teacher T.h5]\n"
+        "                    [--loss L] [--temperature T] [--alpha A] [options]\n\n"
+        "Trains the student SPEC.json to imitate a teacher as well as the labels: the loss is\n"
+        "alpha * CE(labels) + (1 - alpha) * a distillation term. The teacher is the /teacher of\n"
+        "TRAIN.h5 (offline: written by 'kdcl label' or 'kdcl import teacher-topk'), or a\n"
+        "checkpoint run online in evaluation mode with --teacher.\n\n"
+        "distillation:\n"
+        "  --teacher CKPT.h5        run this teacher online, on the same device, without gradients\n"
+        "  --loss L                 kd (default): T^2 KL(t||s); rkl: T^2 KL(s||t);\n"
+        "                           jsd: T^2 [b KL(t||m) + (1-b) KL(s||m)], m = b t + (1-b) s;\n"
+        "                           skl: T^2 KL(t || l t + (1-l) s); tvd: T^2 1/2 sum|t-s|;\n"
+        "                           mse: mean (z_s - z_t)^2; ce: labels only (alpha = 1)\n"
+        "  --temperature T          softmax temperature, > 0 (default 4)\n"
+        "  --alpha A                weight of the label CE, in [0, 1] (default 0.5)\n"
+        "  --beta B                 jsd mixture weight, in (0, 1) (default 0.5)\n"
+        "  --skew L                 skl mixture weight, in [0, 1) (default 0.1)\n"
+        "  --topk-missing drop|uniform  top-k teacher: drop the other classes (default), or\n"
+        "                           spread the missing probability evenly over them\n\n");
+  else
+    printf(
+        "usage: kdcl train --model SPEC.json --data TRAIN.h5 --out CKPT.h5 [options]\n\n"
+        "Trains the network of SPEC.json on TRAIN.h5 (cross-entropy on /labels/y), every step\n"
+        "as OpenCL kernels, and writes an HDF5 checkpoint (after every epoch and at the end).\n\n");
   printf(
-      "usage: kdcl train --model SPEC.json --data TRAIN.h5 --out CKPT.h5 [options]\n\n"
-      "Trains the network of SPEC.json on TRAIN.h5 (cross-entropy on /labels/y), every step as\n"
-      "OpenCL kernels, and writes an HDF5 checkpoint (after every epoch and at the end).\n\n"
       "data and model:\n"
       "  --model SPEC.json        model spec (see models/); optional with --resume\n"
       "  --data TRAIN.h5          training set (kdcl dataset schema)\n"
@@ -56,10 +79,47 @@ enum {
   OPT_MODEL = 256, OPT_DATA, OPT_OUT, OPT_VAL, OPT_INIT, OPT_RESUME, OPT_LOG, OPT_LOG_EVERY,
   OPT_DEVICE, OPT_GEMM, OPT_KBIN, OPT_SEED, OPT_EPOCHS, OPT_BATCH, OPT_NO_SHUFFLE, OPT_QUIET,
   OPT_CKPT_EVERY, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_DAMPENING, OPT_NESTEROV, OPT_WD,
-  OPT_BETAS, OPT_EPS, OPT_CLIP, OPT_SCHEDULE, OPT_WARMUP, OPT_STEP_EPOCHS, OPT_GAMMA, OPT_HELP
+  OPT_BETAS, OPT_EPS, OPT_CLIP, OPT_SCHEDULE, OPT_WARMUP, OPT_STEP_EPOCHS, OPT_GAMMA, OPT_HELP,
+  OPT_TEACHER, OPT_LOSS, OPT_TEMPERATURE, OPT_ALPHA, OPT_BETA, OPT_SKEW, OPT_TOPK_MISSING
 };
 
-int kd_cmd_train(int argc, char **argv) {
+static int parse_distill_flag(const char *cmd, int c, const char *arg, kd_train_options *o) {
+  double v;
+  int rc = 0;
+  switch (c) {
+    case OPT_TEACHER: o->teacher_path = arg; break;
+    case OPT_LOSS:
+      if (kd_distill_loss_parse(arg, &o->dcfg.loss))
+        return kd_cli_usage_error(cmd, "--loss expects kd, rkl, jsd, skl, tvd, mse or ce, got '%s'",
+                                  arg);
+      break;
+    case OPT_TOPK_MISSING:
+      if (kd_topk_missing_parse(arg, &o->dcfg.topk_missing))
+        return kd_cli_usage_error(cmd, "--topk-missing expects drop or uniform, got '%s'", arg);
+      break;
+    case OPT_TEMPERATURE:
+      if ((rc = kd_flag_positive(cmd, "--temperature", arg, 1e4, &v)) == 0) o->dcfg.temperature = (float)v;
+      break;
+    case OPT_ALPHA:
+      if ((rc = kd_flag_double(cmd, "--alpha", arg, 0, 1, &v)) == 0) o->dcfg.alpha = (float)v;
+      break;
+    case OPT_BETA:
+      rc = kd_flag_double(cmd, "--beta", arg, 0, 1, &v);
+      if (rc == 0 && (v <= 0 || v >= 1))
+        return kd_cli_usage_error(cmd, "--beta expects a number in (0, 1), got '%s'", arg);
+      o->dcfg.beta = (float)v;
+      break;
+    case OPT_SKEW:
+      rc = kd_flag_double(cmd, "--skew", arg, 0, 1, &v);
+      if (rc == 0 && v >= 1)
+        return kd_cli_usage_error(cmd, "--skew expects a number in [0, 1), got '%s'", arg);
+      o->dcfg.skew = (float)v;
+      break;
+  }
+  return rc;
+}
+
+static int run_command(const char *cmd, int distill, int argc, char **argv) {
   static const struct option opts[] = {
       {"model", required_argument, 0, OPT_MODEL},
       {"data", required_argument, 0, OPT_DATA},
@@ -92,10 +152,18 @@ int kd_cmd_train(int argc, char **argv) {
       {"lr-step-epochs", required_argument, 0, OPT_STEP_EPOCHS},
       {"lr-gamma", required_argument, 0, OPT_GAMMA},
       {"help", no_argument, 0, OPT_HELP},
+      {"teacher", required_argument, 0, OPT_TEACHER},
+      {"loss", required_argument, 0, OPT_LOSS},
+      {"temperature", required_argument, 0, OPT_TEMPERATURE},
+      {"alpha", required_argument, 0, OPT_ALPHA},
+      {"beta", required_argument, 0, OPT_BETA},
+      {"skew", required_argument, 0, OPT_SKEW},
+      {"topk-missing", required_argument, 0, OPT_TOPK_MISSING},
       {0, 0, 0, 0}};
-  const char *cmd = "train";
   kd_train_options o;
   kd_train_options_defaults(&o);
+  o.distill = distill;
+  kd_distill_config_defaults(&o.dcfg);
   /* Optimizer flags are collected first: their defaults depend on --optimizer. */
   double lr = -1, momentum = 0, dampening = 0, wd = -1, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
          clip = 0;
@@ -117,7 +185,7 @@ int kd_cmd_train(int argc, char **argv) {
       case OPT_NO_SHUFFLE: o.shuffle = 0; break;
       case OPT_QUIET: o.quiet = 1; break;
       case OPT_NESTEROV: nesterov = 1; break;
-      case OPT_HELP: help(); return KD_EXIT_OK;
+      case OPT_HELP: help(distill); return KD_EXIT_OK;
       case OPT_GEMM:
         if (kd_gemm_backend_parse(optarg, &o.gemm))
           return kd_cli_usage_error(cmd, "--gemm expects clblast or builtin, got '%s'", optarg);
@@ -168,6 +236,12 @@ int kd_cmd_train(int argc, char **argv) {
         if (rc == 0) rc = kd_flag_double(cmd, "--betas", b2, 0, 0.999999, &beta2);
         break;
       }
+      case OPT_TEACHER: case OPT_LOSS: case OPT_TEMPERATURE: case OPT_ALPHA: case OPT_BETA:
+      case OPT_SKEW: case OPT_TOPK_MISSING:
+        if (!distill)
+          return kd_cli_usage_error(cmd, "%s belongs to 'kdcl distill'", argv[optind - 1]);
+        rc = parse_distill_flag(cmd, c, optarg, &o);
+        break;
       default:
         return kd_cli_usage_error(cmd, "unknown option or missing value: '%s'", argv[optind - 1]);
     }
@@ -194,6 +268,7 @@ int kd_cmd_train(int argc, char **argv) {
   o.optim.eps = (float)eps;
   o.optim.clip_grad_norm = (float)clip;
 
+  if (distill && o.dcfg.loss == KD_LOSS_CE) o.dcfg.alpha = 1.0f; /* labels only */
   kd_error err = {{0}};
   rc = kd_train_run(&o, &err);
   if (rc == KD_DIVERGED) {
@@ -202,3 +277,7 @@ int kd_cmd_train(int argc, char **argv) {
   }
   return rc ? kd_cli_error(&err) : KD_EXIT_OK;
 }
+
+int kd_cmd_train(int argc, char **argv) { return run_command("train", 0, argc, argv); }
+
+int kd_cmd_distill(int argc, char **argv) { return run_command("distill", 1, argc, argv); }

@@ -13,9 +13,11 @@ typedef struct kd_command {
 
 static const kd_command commands[] = {
     {"train", kd_cmd_train, "train a model on labelled HDF5 data"},
+    {"distill", kd_cmd_distill, "train a student from a teacher's outputs and the labels"},
+    {"label", kd_cmd_label, "write a teacher checkpoint's outputs into a dataset's /teacher"},
     {"eval", kd_cmd_eval, "accuracy and loss of a checkpoint on a dataset"},
     {"predict", kd_cmd_predict, "write a checkpoint's logits for a dataset"},
-    {"import", kd_cmd_import, "convert a dataset (fashion-mnist) into a kdcl dataset"},
+    {"import", kd_cmd_import, "import fashion-mnist, or an API's top-k teacher outputs (teacher-topk)"},
     {"devices", kd_cmd_devices, "list OpenCL devices and whether CLBlast runs on them"},
     {"compile-kernels", kd_cmd_compile_kernels,
      "write the kernel program binary for a device (for --kernels-binary)"},

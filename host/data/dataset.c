@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "data/h5util.h"
+#include "data/teacher.h"
 
 #define KD_CHUNK_TARGET_BYTES ((size_t)64 * 1024)
 #define KD_LABEL_BLOCK ((size_t)65536)
@@ -92,13 +93,134 @@ static hid_t label_dxpl(conv_state *cs) {
 void kd_dataset_close(kd_dataset *ds) {
   if (ds->x >= 0) H5Dclose(ds->x);
   if (ds->y >= 0) H5Dclose(ds->y);
+  if (ds->t_logits >= 0) H5Dclose(ds->t_logits);
+  if (ds->t_idx >= 0) H5Dclose(ds->t_idx);
+  if (ds->t_logp >= 0) H5Dclose(ds->t_logp);
   if (ds->file >= 0) H5Fclose(ds->file);
   ds->x = ds->y = ds->file = H5I_INVALID_HID;
+  ds->t_logits = ds->t_idx = ds->t_logp = H5I_INVALID_HID;
+}
+
+/* Opens /teacher/<name> (a dataset of type class `cls`, shape [N, cols]) into *out. `cols_what`
+ * says what the second dimension is, for the message ("10 classes", "k = 5"). */
+static int open_teacher_dset(kd_dataset *ds, const char *name, H5T_class_t cls, int64_t cols,
+                             const char *cols_what, hid_t *out, kd_error *err) {
+  char full[64], what[4200], tn[32], shape[256];
+  snprintf(full, sizeof full, "/teacher/%s", name);
+  snprintf(what, sizeof what, "%s: %s", ds->path, full);
+  const char *need = cls == H5T_FLOAT ? "float32" : "int32";
+  if (!kd_h5_is_dataset(ds->file, full))
+    return kd_fail(err, "%s: missing %s (%s [N, %s] for a %s teacher)", ds->path, full, need,
+                   cls == H5T_FLOAT && !strcmp(name, "logits") ? "C" : "K",
+                   ds->teacher_kind == KD_TEACHER_LOGITS ? "logits" : "topk");
+  *out = open_with_cache(ds->file, full);
+  if (*out < 0) return kd_h5_fail(err, "%s: opening %s", ds->path, full);
+  hid_t t = H5Dget_type(*out);
+  if (t < 0) return kd_h5_fail(err, "%s: type", what);
+  H5T_class_t c = H5Tget_class(t);
+  kd_h5_type_name(t, tn, sizeof tn);
+  H5Tclose(t);
+  if (c != cls) return kd_fail(err, "%s has type %s but %s is needed", what, tn, need);
+  int64_t dims[32];
+  int nd;
+  if (kd_h5_dataset_shape(*out, what, 32, &nd, dims, err)) return -1;
+  kd_h5_format_shape(shape, sizeof shape, nd, dims);
+  if (nd != 2)
+    return kd_fail(err, "%s has shape %s but [N, %s] = [%" PRId64 ", %" PRId64 "] is needed",
+                   what, shape, cls == H5T_FLOAT && !strcmp(name, "logits") ? "C" : "K",
+                   ds->num_rows, cols);
+  if (dims[0] != ds->num_rows)
+    return kd_fail(err, "%s has %" PRId64 " rows but /inputs/x has %" PRId64, what, dims[0],
+                   ds->num_rows);
+  if (dims[1] != cols)
+    return kd_fail(err, "%s has shape %s but the teacher has %s", what, shape, cols_what);
+  return 0;
+}
+
+/* Validates and opens /teacher (called once the inputs and labels are known). */
+static int open_teacher(kd_dataset *ds, kd_error *err) {
+  const char *path = ds->path;
+  if (!kd_h5_exists(ds->file, "/teacher")) return 0;
+  if (!kd_h5_is_group(ds->file, "/teacher"))
+    return kd_fail(err, "%s: /teacher is not a group (the teacher outputs: a group with attrs "
+                        "kind, num_classes, k, teacher_id)", path);
+  char what[4200];
+  snprintf(what, sizeof what, "%s: /teacher", path);
+  hid_t g = H5Gopen2(ds->file, "/teacher", H5P_DEFAULT);
+  if (g < 0) return kd_h5_fail(err, "%s: opening /teacher", path);
+  int rc = -1;
+  char kind[64];
+  int32_t v;
+  size_t nv;
+  if (!kd_h5_has_attr(g, "kind")) {
+    kd_fail(err, "%s has no attribute kind (\"logits\" or \"topk\")", what);
+    goto done;
+  }
+  if (kd_h5_read_attr_string(g, "kind", what, kind, sizeof kind, err)) goto done;
+  if (!strcmp(kind, "logits"))
+    ds->teacher_kind = KD_TEACHER_LOGITS;
+  else if (!strcmp(kind, "topk"))
+    ds->teacher_kind = KD_TEACHER_TOPK;
+  else {
+    kd_fail(err, "%s attribute kind is \"%s\" but \"logits\" or \"topk\" is needed", what, kind);
+    goto done;
+  }
+  if (!kd_h5_has_attr(g, "num_classes")) {
+    kd_fail(err, "%s has no attribute num_classes (the teacher's class count, %d here)", what,
+            ds->num_classes);
+    goto done;
+  }
+  if (kd_h5_read_attr_ints(g, "num_classes", what, &v, 1, &nv, err)) goto done;
+  if (v != ds->num_classes) {
+    kd_fail(err, "%s num_classes %d differs from /labels/y num_classes %d", what, (int)v,
+            ds->num_classes);
+    goto done;
+  }
+  ds->teacher_classes = v;
+  ds->teacher_k = v;
+  if (ds->teacher_kind == KD_TEACHER_TOPK) {
+    if (!kd_h5_has_attr(g, "k")) {
+      kd_fail(err, "%s has no attribute k (entries per row of a topk teacher, 1 to %d)", what,
+              ds->num_classes);
+      goto done;
+    }
+    if (kd_h5_read_attr_ints(g, "k", what, &v, 1, &nv, err)) goto done;
+    if (v < 1 || v > ds->num_classes) {
+      kd_fail(err, "%s attribute k is %d but must be in [1, %d] (num_classes)", what, (int)v,
+              ds->num_classes);
+      goto done;
+    }
+    ds->teacher_k = v;
+  }
+  if (kd_h5_has_attr(g, "teacher_id") &&
+      kd_h5_read_attr_string(g, "teacher_id", what, ds->teacher_id, sizeof ds->teacher_id, err))
+    goto done;
+  char cw[64];
+  if (ds->teacher_kind == KD_TEACHER_LOGITS) {
+    snprintf(cw, sizeof cw, "%d classes", ds->teacher_classes);
+    if (open_teacher_dset(ds, "logits", H5T_FLOAT, ds->teacher_classes, cw, &ds->t_logits, err))
+      goto done;
+  } else {
+    snprintf(cw, sizeof cw, "k = %d", ds->teacher_k);
+    if (open_teacher_dset(ds, "topk_idx", H5T_INTEGER, ds->teacher_k, cw, &ds->t_idx, err) ||
+        open_teacher_dset(ds, "topk_logp", H5T_FLOAT, ds->teacher_k, cw, &ds->t_logp, err))
+      goto done;
+  }
+  ds->has_teacher = 1;
+  rc = 0;
+done:
+  H5Gclose(g);
+  return rc;
 }
 
 int kd_dataset_open(kd_dataset *ds, const char *path, kd_error *err) {
+  return kd_dataset_open_flags(ds, path, 0, err);
+}
+
+int kd_dataset_open_flags(kd_dataset *ds, const char *path, unsigned flags, kd_error *err) {
   memset(ds, 0, sizeof *ds);
   ds->file = ds->x = ds->y = H5I_INVALID_HID;
+  ds->t_logits = ds->t_idx = ds->t_logp = H5I_INVALID_HID;
   kd_h5_init();
   size_t plen = strlen(path);
   if (plen >= sizeof ds->path) return kd_fail(err, "dataset path too long: %.200s...", path);
@@ -221,10 +343,12 @@ int kd_dataset_open(kd_dataset *ds, const char *path, kd_error *err) {
     goto fail;
   }
   ds->num_classes = nc;
-  ds->has_teacher = kd_h5_is_group(ds->file, "/teacher");
+  if (!(flags & KD_DATASET_SKIP_TEACHER) && open_teacher(ds, err)) goto fail;
   return 0;
 fail:
   kd_dataset_close(ds);
+  ds->teacher_kind = KD_TEACHER_NONE;
+  ds->has_teacher = 0;
   return -1;
 }
 
@@ -364,19 +488,20 @@ static hid_t select_rows(hid_t dset, const int64_t *uniq, size_t nu) {
   return result;
 }
 
-/* Reads the sorted unique rows uniq[0..nu) of /inputs/x into buf (nu rows, file order), one
- * H5Dread per run of consecutive rows. One read over the union of all runs would be a single
- * call, but for a chunked dataset libhdf5 1.10.8 maps an irregular selection onto chunks one
- * element at a time (~40 ns per element): 256 random 784-byte rows took 8-11 ms as one union
- * read and 0.4 ms as 255 regular reads, and the gap grows with the batch. */
-static int read_x_runs(kd_dataset *ds, const int64_t *uniq, size_t nu, unsigned char *buf,
-                       size_t row_bytes, kd_error *err) {
-  hid_t fspace = H5Dget_space(ds->x);
-  if (fspace < 0) return kd_h5_fail(err, "%s: /inputs/x", ds->path);
-  hid_t mtype = ds->x_is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+/* Reads the sorted unique rows uniq[0..nu) of dataset dset (named `name` in messages; rank
+ * nd <= 4, row shape row_shape[0..nd-1)) as mtype into buf (nu rows, file order), one H5Dread
+ * per run of consecutive rows. One read over the union of all runs would be a single call, but
+ * for a chunked dataset libhdf5 1.10.8 maps an irregular selection onto chunks one element at a
+ * time (~40 ns per element): 256 random 784-byte rows took 8-11 ms as one union read and 0.4 ms
+ * as 255 regular reads, and the gap grows with the batch. dxpl may carry a conversion callback
+ * (cs->overflow then reports an int32 overflow). */
+static int read_runs(kd_dataset *ds, hid_t dset, const char *name, hid_t mtype, hid_t dxpl,
+                     const conv_state *cs, int nd, const hsize_t *row_shape, const int64_t *uniq,
+                     size_t nu, unsigned char *buf, size_t row_bytes, kd_error *err) {
+  hid_t fspace = H5Dget_space(dset);
+  if (fspace < 0) return kd_h5_fail(err, "%s: %s", ds->path, name);
   hsize_t start[4] = {0}, count[4];
-  int nd = ds->sample_ndim + 1;
-  for (int i = 1; i < nd; i++) count[i] = (hsize_t)ds->sample_shape[i - 1];
+  for (int i = 1; i < nd; i++) count[i] = row_shape[i - 1];
   int rc = 0;
   for (size_t i = 0; i < nu && rc == 0;) {
     size_t len = run_length(uniq, nu, i);
@@ -386,14 +511,27 @@ static int read_x_runs(kd_dataset *ds, const int64_t *uniq, size_t nu, unsigned 
      * libhdf5 down its element-by-element path (250x slower). */
     hid_t mspace = H5Screate_simple(nd, count, NULL);
     if (mspace < 0 || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Dread(ds->x, mtype, mspace, fspace, H5P_DEFAULT, buf + i * row_bytes) < 0)
-      rc = kd_h5_fail(err, "%s: reading /inputs/x rows [%" PRId64 ", %" PRId64 ")", ds->path,
-                      uniq[i], uniq[i] + (int64_t)len);
+        H5Dread(dset, mtype, mspace, fspace, dxpl, buf + i * row_bytes) < 0) {
+      if (cs && cs->overflow)
+        rc = kd_fail(err, "%s: %s has a value outside the int32 range in rows [%" PRId64
+                          ", %" PRId64 ")", ds->path, name, uniq[i], uniq[i] + (int64_t)len);
+      else
+        rc = kd_h5_fail(err, "%s: reading %s rows [%" PRId64 ", %" PRId64 ")", ds->path, name,
+                        uniq[i], uniq[i] + (int64_t)len);
+    }
     if (mspace >= 0) H5Sclose(mspace);
     i += len;
   }
   H5Sclose(fspace);
   return rc;
+}
+
+static int read_x_runs(kd_dataset *ds, const int64_t *uniq, size_t nu, unsigned char *buf,
+                       size_t row_bytes, kd_error *err) {
+  hsize_t shape[3];
+  for (int i = 0; i < ds->sample_ndim; i++) shape[i] = (hsize_t)ds->sample_shape[i];
+  return read_runs(ds, ds->x, "/inputs/x", ds->x_is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
+                   H5P_DEFAULT, NULL, ds->sample_ndim + 1, shape, uniq, nu, buf, row_bytes, err);
 }
 
 int kd_dataset_read_rows(kd_dataset *ds, const int64_t *rows, size_t n, void *x_out, int32_t *y_out,
@@ -486,6 +624,191 @@ done:
     free(uniq);
     free(xbuf);
     free(ybuf);
+  }
+  return rc;
+}
+
+/* ---- Teacher ---- */
+
+#define KD_TEACHER_BLOCK_BYTES ((size_t)4 << 20)
+
+/* Reads rows [start, start+cnt) of the 2-D dataset d ([N, cols]) as mtype into buf. */
+static int read_block(kd_dataset *ds, hid_t d, const char *name, hid_t mtype, hid_t dxpl,
+                      const conv_state *cs, int64_t start, hsize_t cnt, hsize_t cols, void *buf,
+                      kd_error *err) {
+  hid_t fspace = H5Dget_space(d);
+  hsize_t st[2] = {(hsize_t)start, 0}, count[2] = {cnt, cols};
+  hid_t mspace = H5Screate_simple(2, count, NULL);
+  herr_t r = fspace < 0 || mspace < 0
+                 ? -1
+                 : H5Sselect_hyperslab(fspace, H5S_SELECT_SET, st, NULL, count, NULL);
+  if (r >= 0) r = H5Dread(d, mtype, mspace, fspace, dxpl, buf);
+  if (mspace >= 0) H5Sclose(mspace);
+  if (fspace >= 0) H5Sclose(fspace);
+  if (r >= 0) return 0;
+  if (cs && cs->overflow)
+    return kd_fail(err,
+                   "%s: %s has a value outside the int32 range in rows [%" PRId64 ", %" PRId64 ")",
+                   ds->path, name, start, start + (int64_t)cnt);
+  return kd_h5_fail(err, "%s: reading %s rows [%" PRId64 ", %" PRId64 ")", ds->path, name, start,
+                    start + (int64_t)cnt);
+}
+
+static int no_teacher(const kd_dataset *ds, kd_error *err) {
+  if (ds->file < 0) return kd_fail(err, "%s: dataset is not open", ds->path);
+  return kd_fail(err, "%s: has no /teacher (teacher outputs; add them with kdcl label or kdcl "
+                      "import teacher-topk)", ds->path);
+}
+
+int kd_dataset_check_teacher(kd_dataset *ds, kd_error *err) {
+  if (ds->teacher_kind == KD_TEACHER_NONE || ds->file < 0) return no_teacher(ds, err);
+  int topk = ds->teacher_kind == KD_TEACHER_TOPK;
+  size_t cols = (size_t)(topk ? ds->teacher_k : ds->teacher_classes);
+  size_t row_bytes = cols * (topk ? sizeof(int32_t) + sizeof(float) : sizeof(float));
+  size_t block = KD_TEACHER_BLOCK_BYTES / row_bytes;
+  if (block < 1) block = 1;
+  if ((int64_t)block > ds->num_rows) block = (size_t)ds->num_rows;
+  float *fbuf = malloc(block * cols * sizeof *fbuf);
+  int32_t *ibuf = topk ? malloc(block * cols * sizeof *ibuf) : NULL;
+  int64_t *stamp = topk ? malloc((size_t)ds->teacher_classes * sizeof *stamp) : NULL;
+  conv_state cs = {0};
+  hid_t dxpl = topk ? label_dxpl(&cs) : H5P_DEFAULT;
+  char prefix[4200];
+  snprintf(prefix, sizeof prefix, "%s: ", ds->path);
+  int rc = -1;
+  if (!fbuf || (topk && (!ibuf || !stamp))) {
+    kd_fail(err, "out of memory checking %s: /teacher", ds->path);
+    goto done;
+  }
+  if (dxpl < 0) {
+    kd_h5_fail(err, "%s: /teacher", ds->path);
+    goto done;
+  }
+  if (topk)
+    for (int c = 0; c < ds->teacher_classes; c++) stamp[c] = -1;
+  for (int64_t start = 0; start < ds->num_rows; start += (int64_t)block) {
+    int64_t left = ds->num_rows - start;
+    hsize_t cnt = left < (int64_t)block ? (hsize_t)left : (hsize_t)block;
+    if (topk) {
+      if (read_block(ds, ds->t_idx, "/teacher/topk_idx", H5T_NATIVE_INT32, dxpl, &cs, start, cnt,
+                     cols, ibuf, err) ||
+          read_block(ds, ds->t_logp, "/teacher/topk_logp", H5T_NATIVE_FLOAT, H5P_DEFAULT, NULL,
+                     start, cnt, cols, fbuf, err))
+        goto done;
+    } else if (read_block(ds, ds->t_logits, "/teacher/logits", H5T_NATIVE_FLOAT, H5P_DEFAULT,
+                          NULL, start, cnt, cols, fbuf, err)) {
+      goto done;
+    }
+    if (kd_teacher_check_rows(ds->teacher_kind, ds->teacher_classes, ds->teacher_k, start,
+                              (int64_t)cnt, topk ? NULL : fbuf, ibuf, topk ? fbuf : NULL, stamp,
+                              prefix, err))
+      goto done;
+  }
+  rc = 0;
+done:
+  if (topk && dxpl >= 0) H5Pclose(dxpl);
+  free(fbuf);
+  free(ibuf);
+  free(stamp);
+  return rc;
+}
+
+/* One teacher dataset to read in kd_dataset_read_teacher_rows. */
+typedef struct teacher_part {
+  hid_t dset;
+  const char *name;
+  hid_t mtype;
+  unsigned char *out, *buf;
+} teacher_part;
+
+int kd_dataset_read_teacher_rows(kd_dataset *ds, const int64_t *rows, size_t n, float *logits_out,
+                                 int32_t *idx_out, float *logp_out, kd_error *err) {
+  if (ds->teacher_kind == KD_TEACHER_NONE || ds->file < 0) return no_teacher(ds, err);
+  if (n == 0) return 0;
+  int sorted = 1;
+  for (size_t i = 0; i < n; i++) {
+    if (rows[i] < 0 || rows[i] >= ds->num_rows)
+      return kd_fail(err, "%s: teacher row %" PRId64 " requested but /teacher has %" PRId64 " rows",
+                     ds->path, rows[i], ds->num_rows);
+    if (i && rows[i] <= rows[i - 1]) sorted = 0;
+  }
+  teacher_part parts[2];
+  int np = 0;
+  hsize_t cols;
+  if (ds->teacher_kind == KD_TEACHER_LOGITS) {
+    cols = (hsize_t)ds->teacher_classes;
+    if (logits_out)
+      parts[np++] = (teacher_part){ds->t_logits, "/teacher/logits", H5T_NATIVE_FLOAT,
+                                   (unsigned char *)logits_out, NULL};
+  } else {
+    cols = (hsize_t)ds->teacher_k;
+    if (idx_out)
+      parts[np++] = (teacher_part){ds->t_idx, "/teacher/topk_idx", H5T_NATIVE_INT32,
+                                   (unsigned char *)idx_out, NULL};
+    if (logp_out)
+      parts[np++] = (teacher_part){ds->t_logp, "/teacher/topk_logp", H5T_NATIVE_FLOAT,
+                                   (unsigned char *)logp_out, NULL};
+  }
+  if (np == 0) return 0;
+  /* int32 and float rows have the same size. */
+  size_t row_bytes = (size_t)cols * sizeof(float);
+  if (n > SIZE_MAX / row_bytes)
+    return kd_fail(err, "%s: batch of %zu teacher rows is too large", ds->path, n);
+
+  /* As kd_dataset_read_rows: strictly increasing rows go straight into the outputs; otherwise
+   * the unique rows are read in file order and scattered. */
+  row_pos *order = NULL;
+  size_t *slot = NULL;
+  int64_t *uniq = (int64_t *)rows;
+  size_t nu = n;
+  conv_state cs = {0};
+  hid_t dxpl = label_dxpl(&cs);
+  int rc = -1;
+  if (dxpl < 0) {
+    kd_h5_fail(err, "%s: /teacher", ds->path);
+    goto done;
+  }
+  if (!sorted) {
+    order = malloc(n * sizeof *order);
+    slot = malloc(n * sizeof *slot);
+    uniq = malloc(n * sizeof *uniq);
+    if (!order || !slot || !uniq) {
+      kd_fail(err, "out of memory for a batch of %zu teacher rows", n);
+      goto done;
+    }
+    for (size_t i = 0; i < n; i++) order[i].row = rows[i], order[i].pos = i;
+    qsort(order, n, sizeof *order, cmp_row_pos);
+    nu = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (i == 0 || order[i].row != order[i - 1].row) uniq[nu++] = order[i].row;
+      slot[order[i].pos] = nu - 1;
+    }
+  }
+  for (int p = 0; p < np; p++) {
+    unsigned char *dst = parts[p].out;
+    if (!sorted) {
+      dst = parts[p].buf = malloc(nu * row_bytes);
+      if (!dst) {
+        kd_fail(err, "out of memory for a batch of %zu teacher rows", n);
+        goto done;
+      }
+    }
+    if (read_runs(ds, parts[p].dset, parts[p].name, parts[p].mtype,
+                  parts[p].mtype == H5T_NATIVE_INT32 ? dxpl : H5P_DEFAULT, &cs, 2, &cols, uniq,
+                  nu, dst, row_bytes, err))
+      goto done;
+    if (!sorted)
+      for (size_t i = 0; i < n; i++)
+        memcpy(parts[p].out + i * row_bytes, dst + slot[i] * row_bytes, row_bytes);
+  }
+  rc = 0;
+done:
+  if (dxpl >= 0) H5Pclose(dxpl);
+  for (int p = 0; p < np; p++) free(parts[p].buf);
+  if (!sorted) {
+    free(order);
+    free(slot);
+    free(uniq);
   }
   return rc;
 }

@@ -9,6 +9,9 @@
 
 #include "runtime/error.h"
 
+/* What /teacher holds: nothing, dense logits [N, C], or an API-style top-k [N, K]. */
+typedef enum kd_teacher_kind { KD_TEACHER_NONE, KD_TEACHER_LOGITS, KD_TEACHER_TOPK } kd_teacher_kind;
+
 typedef struct kd_dataset {
   char path[4096];
   hid_t file, x, y; /* open handles */
@@ -20,7 +23,14 @@ typedef struct kd_dataset {
   float scale, mean, std; /* attrs of /inputs/x; each defaults to 1, 0, 1 when absent (also for
                              uint8 inputs: scale is never guessed as 1/255) */
   int num_classes;        /* attr of /labels/y (required) */
-  int has_teacher;        /* /teacher group present */
+  int has_teacher;        /* teacher_kind != KD_TEACHER_NONE */
+  /* /teacher (validated by kd_dataset_open when present). */
+  kd_teacher_kind teacher_kind;
+  int teacher_classes;    /* attr num_classes (== num_classes) */
+  int teacher_k;          /* attr k for topk; num_classes for logits */
+  char teacher_id[256];   /* attr teacher_id ("" when absent) */
+  hid_t t_logits, t_idx, t_logp; /* open handles of /teacher/logits or /teacher/topk_{idx,logp}
+                                    (negative when absent) */
 } kd_dataset;
 
 /* Opens and validates path. Checks: root attr `format` (if present) is "kdcl-dataset" and
@@ -29,12 +39,29 @@ typedef struct kd_dataset {
  * fits int32 ("labels must be integers" otherwise); row counts equal; N > 0; /labels/y attr
  * num_classes >= 1; optional x attrs scale/mean/std finite, std != 0. Every refusal names the
  * file, the object and what was expected, e.g. "data.h5: /labels/y has 99 rows but
- * /inputs/x has 100". On failure nothing stays open (ds->file etc. are negative). */
+ * /inputs/x has 100". On failure nothing stays open (ds->file etc. are negative).
+ * When /teacher is present it is opened and validated too: attrs kind (required, "logits" or
+ * "topk"), num_classes (required, equal to /labels/y's: "data.h5: /teacher num_classes 7
+ * differs from /labels/y num_classes 10"), k (required for topk, 1 <= k <= num_classes),
+ * teacher_id (optional string, under 256 bytes); /teacher/logits float [N, C], or
+ * /teacher/topk_idx integer [N, K] and /teacher/topk_logp float [N, K], N equal to the rows of
+ * /inputs/x ("data.h5: /teacher/logits has shape [100, 9] but the teacher has 10 classes"). */
 int kd_dataset_open(kd_dataset *ds, const char *path, kd_error *err);
+
+/* Flags for kd_dataset_open_flags. KD_DATASET_SKIP_TEACHER: neither open nor validate /teacher
+ * (teacher_kind stays NONE); the teacher writer uses it so a broken /teacher can be replaced. */
+#define KD_DATASET_SKIP_TEACHER 1u
+int kd_dataset_open_flags(kd_dataset *ds, const char *path, unsigned flags, kd_error *err);
 
 /* Checks every label is in [0, num_classes), reading 64 Ki labels at a time; the error names
  * the first bad row and its value. */
 int kd_dataset_check_labels(kd_dataset *ds, kd_error *err);
+
+/* Scans the teacher data in bounded-memory chunks: NaN/Inf logits or log-probabilities,
+ * topk_idx outside [0,C) or repeated within a row, topk_logp > 1e-4 (not a log-probability) —
+ * error names the row, e.g. "data.h5: /teacher/logits row 17 has a NaN". A dataset without a
+ * teacher is an error. */
+int kd_dataset_check_teacher(kd_dataset *ds, kd_error *err);
 
 /* Reads rows[0..n) (any order, duplicates allowed, each in [0, num_rows)) into x_out
  * (n * sample_size elements: uint8 when x_is_u8, else float, in the order given) and y_out
@@ -46,6 +73,13 @@ int kd_dataset_check_labels(kd_dataset *ds, kd_error *err);
  * Errors: a row out of range (named), a label outside int32, an HDF5 read failure. */
 int kd_dataset_read_rows(kd_dataset *ds, const int64_t *rows, size_t n, void *x_out, int32_t *y_out,
                          kd_error *err);
+
+/* Reads the teacher rows matching `rows` (same contract and speed tricks as
+ * kd_dataset_read_rows: any order, duplicates allowed): logits_out [n, C] for kind logits;
+ * idx_out [n, K] and logp_out [n, K] for kind topk (unused outputs may be NULL and are ignored
+ * when not). A dataset without a teacher is an error. */
+int kd_dataset_read_teacher_rows(kd_dataset *ds, const int64_t *rows, size_t n, float *logits_out,
+                                 int32_t *idx_out, float *logp_out, kd_error *err);
 
 /* Closes the handles (safe on a dataset that failed to open or was already closed). */
 void kd_dataset_close(kd_dataset *ds);

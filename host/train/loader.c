@@ -37,6 +37,9 @@ static void *reader_main(void *arg) {
     pthread_mutex_unlock(&l->mu);
     kd_error err = {{0}};
     int rc = kd_dataset_read_rows(l->ds, b->rows, b->n, b->x, b->y, &err);
+    if (rc == 0 && l->with_teacher)
+      rc = kd_dataset_read_teacher_rows(l->ds, b->rows, b->n, b->t_logits, b->t_idx, b->t_logp,
+                                        &err);
     pthread_mutex_lock(&l->mu);
     if (rc) {
       l->failed = 1;
@@ -49,32 +52,47 @@ static void *reader_main(void *arg) {
   return NULL;
 }
 
-int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, kd_error *err) {
+static void free_slots(kd_loader *l) {
+  for (int s = 0; s < 2; s++) {
+    kd_batch *b = &l->slots[s];
+    free(b->rows);
+    free(b->x);
+    free(b->y);
+    free(b->t_logits);
+    free(b->t_idx);
+    free(b->t_logp);
+  }
+}
+
+int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher, kd_error *err) {
   memset(l, 0, sizeof *l);
   l->ds = ds;
   l->batch = batch;
+  l->with_teacher = with_teacher && ds->teacher_kind != KD_TEACHER_NONE;
   size_t elem = ds->x_is_u8 ? 1 : sizeof(float);
+  int dense = l->with_teacher && ds->teacher_kind == KD_TEACHER_LOGITS;
+  int topk = l->with_teacher && ds->teacher_kind == KD_TEACHER_TOPK;
+  int ok = 1;
   for (int s = 0; s < 2; s++) {
-    l->slots[s].rows = malloc(batch * sizeof(int64_t));
-    l->slots[s].x = malloc(batch * ds->sample_size * elem);
-    l->slots[s].y = malloc(batch * sizeof(int32_t));
-    if (!l->slots[s].rows || !l->slots[s].x || !l->slots[s].y) {
-      for (int k = 0; k <= s; k++) {
-        free(l->slots[k].rows);
-        free(l->slots[k].x);
-        free(l->slots[k].y);
-      }
-      return kd_fail(err, "out of host memory for two batches of %zu rows", batch);
+    kd_batch *b = &l->slots[s];
+    b->rows = malloc(batch * sizeof(int64_t));
+    b->x = malloc(batch * ds->sample_size * elem);
+    b->y = malloc(batch * sizeof(int32_t));
+    if (dense) b->t_logits = malloc(batch * (size_t)ds->teacher_classes * sizeof(float));
+    if (topk) {
+      b->t_idx = malloc(batch * (size_t)ds->teacher_k * sizeof(int32_t));
+      b->t_logp = malloc(batch * (size_t)ds->teacher_k * sizeof(float));
     }
+    ok &= b->rows && b->x && b->y && (!dense || b->t_logits) && (!topk || (b->t_idx && b->t_logp));
+  }
+  if (!ok) {
+    free_slots(l);
+    return kd_fail(err, "out of host memory for two batches of %zu rows", batch);
   }
   pthread_mutex_init(&l->mu, NULL);
   pthread_cond_init(&l->cv, NULL);
   if (pthread_create(&l->thread, NULL, reader_main, l) != 0) {
-    for (int s = 0; s < 2; s++) {
-      free(l->slots[s].rows);
-      free(l->slots[s].x);
-      free(l->slots[s].y);
-    }
+    free_slots(l);
     return kd_fail(err, "cannot start the data reader thread");
   }
   return 0;
@@ -146,11 +164,7 @@ void kd_loader_close(kd_loader *l) {
   pthread_join(l->thread, NULL);
   pthread_mutex_destroy(&l->mu);
   pthread_cond_destroy(&l->cv);
-  for (int s = 0; s < 2; s++) {
-    free(l->slots[s].rows);
-    free(l->slots[s].x);
-    free(l->slots[s].y);
-  }
+  free_slots(l);
   free(l->order);
   memset(l, 0, sizeof *l);
 }

@@ -14,6 +14,9 @@ typedef struct kd_batch {
   int64_t *rows; /* dataset row of each sample */
   void *x;       /* n * sample_size elements of the stored type (uint8 or float) */
   int32_t *y;    /* n labels */
+  float *t_logits;  /* [n, classes] dense teacher logits, when the loader reads the teacher */
+  int32_t *t_idx;   /* [n, K] top-k teacher classes */
+  float *t_logp;    /* [n, K] top-k teacher log-probabilities */
   size_t n;      /* rows in this batch (the last batch of an epoch may be short) */
   int64_t first; /* position of the batch's first row in the epoch order */
 } kd_batch;
@@ -21,6 +24,7 @@ typedef struct kd_batch {
 typedef struct kd_loader {
   kd_dataset *ds;
   size_t batch;
+  int with_teacher; /* read ds's /teacher rows with every batch */
   int64_t *order; /* the loader's copy of the epoch order */
   int64_t order_len, order_cap;
   int64_t read_pos; /* next position in order for the thread to read */
@@ -34,8 +38,9 @@ typedef struct kd_loader {
   pthread_cond_t cv;
 } kd_loader;
 
-/* Allocates two batch slots of `batch` rows and starts the reader thread. */
-int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, kd_error *err);
+/* Allocates two batch slots of `batch` rows and starts the reader thread. With with_teacher,
+ * each batch also carries the dataset's /teacher rows (dense logits or top-k). */
+int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher, kd_error *err);
 /* Starts reading order[start..len) in batches (order is copied); batches read but not yet
  * handed out are dropped. An allocation failure surfaces from the next kd_loader_next. */
 void kd_loader_start(kd_loader *l, const int64_t *order, int64_t len, int64_t start);

@@ -18,6 +18,7 @@
 #include "nn/model.h"
 #include "train/evaluate.h"
 #include "train/loader.h"
+#include "train/loss_ring.h"
 #include "train/rng.h"
 #include "train/trainer.h"
 
@@ -49,6 +50,8 @@ typedef struct run_state {
   int train_open, val_open;
   kd_trainer trainer;
   int trainer_open;
+  kd_teacher_source source; /* what the loss compares with */
+  kd_inference teacher;     /* the online teacher (--teacher) */
   kd_loader loader;
   int loader_open;
   float *host_params, *host_state;
@@ -63,7 +66,17 @@ typedef struct run_state {
 static cJSON *train_config_json(const run_state *r) {
   const kd_train_options *o = r->o;
   cJSON *j = cJSON_CreateObject();
-  cJSON_AddStringToObject(j, "command", "train");
+  cJSON_AddStringToObject(j, "command", o->distill ? "distill" : "train");
+  if (o->distill) {
+    cJSON_AddStringToObject(j, "loss", kd_distill_loss_name(o->dcfg.loss));
+    cJSON_AddNumberToObject(j, "temperature", o->dcfg.temperature);
+    cJSON_AddNumberToObject(j, "alpha", o->dcfg.alpha);
+    cJSON_AddNumberToObject(j, "beta", o->dcfg.beta);
+    cJSON_AddNumberToObject(j, "skew", o->dcfg.skew);
+    cJSON_AddStringToObject(j, "topk_missing",
+                            o->dcfg.topk_missing == KD_TOPK_DROP ? "drop" : "uniform");
+    cJSON_AddStringToObject(j, "teacher", o->teacher_path ? o->teacher_path : "offline");
+  }
   cJSON_AddStringToObject(j, "data", o->data_path);
   if (o->val_path) cJSON_AddStringToObject(j, "val", o->val_path);
   if (o->init_path) cJSON_AddStringToObject(j, "init", o->init_path);
@@ -234,67 +247,131 @@ static void format_eta(double seconds, char *buf, size_t len) {
   snprintf(buf, len, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
 }
 
-/* Sums the per-row losses of one finished step (the host ring slot) into a mean. */
-static double mean_of(const float *x, size_t n) {
-  double s = 0;
-  for (size_t i = 0; i < n; i++) s += x[i];
-  return n ? s / (double)n : 0;
+/* Enqueues one training step on batch b: upload, [teacher], forward, loss, backward, optimizer.
+ * *upload is the event after which b's host memory may be reused. */
+static int enqueue_step(run_state *r, kd_batch *b, int64_t step, float lr, cl_event *upload,
+                        kd_error *err) {
+  kd_trainer *t = &r->trainer;
+  const kd_dataset *ds = &r->train;
+  const kd_distill_config *cfg = r->o->distill ? &r->o->dcfg : NULL;
+  cl_event ev;
+  if (kd_trainer_upload(t, b->x, ds->x_is_u8, b->y, b->n, ds->scale, ds->mean, ds->std, &ev, err))
+    return -1;
+  kd_ref online = kd_at(NULL, 0);
+  cl_event later = NULL;
+  int rc = 0;
+  if (r->source == KD_SOURCE_DENSE_OFFLINE || r->source == KD_SOURCE_TOPK) {
+    rc = kd_trainer_upload_teacher(t, b->t_logits, b->t_idx, b->t_logp, b->n, &later, err);
+  } else if (r->source == KD_SOURCE_DENSE_ONLINE) {
+    kd_trainer *teacher = &r->teacher.trainer;
+    rc = kd_trainer_upload(teacher, b->x, ds->x_is_u8, NULL, b->n, ds->scale, ds->mean, ds->std,
+                           &later, err);
+    if (rc == 0) rc = kd_trainer_forward(teacher, b->n, 0, 0, 0, err); /* eval mode, no grad */
+    online = kd_trainer_logits(teacher);
+  }
+  /* In an in-order queue the last upload completes last: its event covers the batch. */
+  if (later) {
+    clReleaseEvent(ev);
+    ev = later;
+  }
+  *upload = ev;
+  if (rc) return -1;
+  return kd_trainer_forward(t, b->n, 1, r->seed, step, err) ||
+                 kd_trainer_loss(t, b->n, cfg, r->source, online, err) ||
+                 kd_trainer_backward(t, b->n, r->seed, step, err) ||
+                 kd_trainer_optimizer_step(t, &r->optim, lr, step, err)
+             ? -1
+             : 0;
+}
+
+static void progress_line(run_state *r, int64_t step, int64_t total_steps, double loss,
+                          double rate, double eta) {
+  char eta_s[32];
+  format_eta(eta, eta_s, sizeof eta_s);
+  fprintf(stderr, "\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f samples/s  ETA %s",
+          (long long)r->epoch + 1, (long long)r->o->epochs, (long long)step,
+          (long long)total_steps, loss, rate, eta_s);
+}
+
+static void log_step(run_state *r, const kd_loss_ring *ring, int64_t step, float lr, double rate) {
+  if (!r->log) return;
+  cJSON *rec = cJSON_CreateObject();
+  cJSON_AddStringToObject(rec, "event", "step");
+  cJSON_AddNumberToObject(rec, "step", (double)step);
+  cJSON_AddNumberToObject(rec, "epoch", (double)r->epoch + 1);
+  if (isfinite(ring->last_loss)) {
+    cJSON_AddNumberToObject(rec, "loss", ring->last_loss);
+    if (ring->has_kd) {
+      cJSON_AddNumberToObject(rec, "ce_loss", ring->last_ce);
+      cJSON_AddNumberToObject(rec, "kd_loss", ring->last_kd);
+    }
+  }
+  cJSON_AddNumberToObject(rec, "lr", lr);
+  cJSON_AddNumberToObject(rec, "samples_per_s", rate);
+  log_record(r, rec);
+}
+
+/* After an epoch: validation, the epoch record, the summary line, the checkpoint. */
+static int finish_epoch(run_state *r, const kd_loss_ring *ring, double elapsed, kd_error *err) {
+  const kd_train_options *o = r->o;
+  double rows = ring->rows ? (double)ring->rows : NAN;
+  double train_loss = ring->sum_loss / rows;
+  kd_eval_result val = {0};
+  if (r->val_open && kd_evaluate(&r->trainer, &r->val, 1, &val, NULL, err)) return -1;
+  cJSON *rec = cJSON_CreateObject();
+  cJSON_AddStringToObject(rec, "event", "epoch");
+  cJSON_AddNumberToObject(rec, "step", (double)r->step);
+  cJSON_AddNumberToObject(rec, "epoch", (double)r->epoch);
+  if (isfinite(train_loss)) {
+    cJSON_AddNumberToObject(rec, "train_loss", train_loss);
+    if (ring->has_kd) {
+      cJSON_AddNumberToObject(rec, "train_ce_loss", ring->sum_ce / rows);
+      cJSON_AddNumberToObject(rec, "train_kd_loss", ring->sum_kd / rows);
+    }
+  }
+  if (r->val_open) {
+    cJSON_AddNumberToObject(rec, "val_accuracy", val.accuracy);
+    cJSON_AddNumberToObject(rec, "val_loss", val.mean_loss);
+    if (val.has_teacher) {
+      cJSON_AddNumberToObject(rec, "val_teacher_agreement", val.agreement);
+      cJSON_AddNumberToObject(rec, "val_teacher_kl", val.teacher_kl);
+    }
+  }
+  cJSON_AddNumberToObject(rec, "elapsed_s", elapsed);
+  log_record(r, rec);
+  if (!o->quiet) {
+    if (r->tty) fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "epoch %lld/%lld  train loss %.4f", (long long)r->epoch, (long long)o->epochs,
+            train_loss);
+    if (ring->has_kd)
+      fprintf(stderr, " (ce %.4f, kd %.4f)", ring->sum_ce / rows, ring->sum_kd / rows);
+    if (r->val_open)
+      fprintf(stderr, "  val accuracy %.2f%%  val loss %.4f", 100 * val.accuracy, val.mean_loss);
+    fprintf(stderr, "  (%.1f s)\n", elapsed);
+  }
+  return save_checkpoint(r, o->out_path, err);
 }
 
 static int run_epochs(run_state *r, kd_error *err) {
   const kd_train_options *o = r->o;
-  kd_trainer *t = &r->trainer;
   int64_t N = r->train.num_rows, B = o->batch;
   int64_t steps_per_epoch = (N + B - 1) / B, total_steps = steps_per_epoch * o->epochs;
   kd_schedule sched = {o->schedule,    r->optim.lr,     o->warmup_steps, total_steps,
                        steps_per_epoch, o->lr_step_epochs ? o->lr_step_epochs : (o->epochs + 2) / 3,
                        o->lr_gamma};
-  /* Per-row losses come back without blocking: step s reads into ring slot s % 2, and the host
-   * waits for that read only two steps later. */
-  float *loss_host[2] = {malloc((size_t)B * sizeof(float)), malloc((size_t)B * sizeof(float))};
-  cl_event loss_ev[2] = {NULL, NULL};
-  size_t loss_n[2] = {0, 0};
-  int64_t loss_step[2] = {0, 0};
-  if (!loss_host[0] || !loss_host[1]) {
-    free(loss_host[0]);
-    free(loss_host[1]);
-    return kd_fail(err, "out of host memory");
-  }
+  int has_kd = o->distill && r->source != KD_SOURCE_LABELS;
+  kd_loss_ring ring;
+  if (kd_loss_ring_init(&ring, (size_t)B, has_kd, has_kd ? o->dcfg.alpha : 1.0, err)) return -1;
   int rc = 0;
-  double epoch_loss_sum = 0, last_loss = NAN;
-  int64_t epoch_loss_rows = 0;
   double t_start = now_seconds(), t_log = t_start;
   int64_t rows_since_log = 0, start_step = r->step;
-
-  /* Waits for a ring slot's read and folds it into the epoch's running loss. */
-#define DRAIN(slot)                                                                 \
-  do {                                                                              \
-    if (loss_ev[slot]) {                                                            \
-      if (clWaitForEvents(1, &loss_ev[slot]) != CL_SUCCESS) {                       \
-        rc = kd_fail(err, "reading the loss back from the device failed");          \
-      }                                                                             \
-      clReleaseEvent(loss_ev[slot]);                                                \
-      loss_ev[slot] = NULL;                                                         \
-      last_loss = mean_of(loss_host[slot], loss_n[slot]);                           \
-      if (!isfinite(last_loss) && rc == 0) {                                        \
-        rc = KD_DIVERGED;                                                           \
-        kd_fail(err, "the loss became %s at step %lld (epoch %lld); stopping, no "  \
-                "checkpoint of the diverged state is written",                      \
-                isnan(last_loss) ? "NaN" : "Inf", (long long)loss_step[slot],      \
-                (long long)r->epoch + 1);                                           \
-      }                                                                             \
-      epoch_loss_sum += last_loss * (double)loss_n[slot];                           \
-      epoch_loss_rows += (int64_t)loss_n[slot];                                     \
-    }                                                                               \
-  } while (0)
 
   while (rc == 0 && r->epoch < o->epochs) {
     kd_epoch_order(r->order, N, r->seed, r->epoch, o->shuffle);
     kd_loader_start(&r->loader, r->order, N, r->cursor);
+    kd_loss_ring_reset(&ring);
     kd_batch *prev = NULL;
     cl_event prev_upload = NULL;
-    epoch_loss_sum = 0;
-    epoch_loss_rows = 0;
     for (;;) {
       kd_batch *b;
       if (kd_loader_next(&r->loader, &b, err)) {
@@ -310,65 +387,33 @@ static int run_epochs(run_state *r, kd_error *err) {
       if (!b) break;
       int64_t step = r->step + 1;
       float lr = (float)kd_schedule_lr(&sched, step);
-      int slot = (int)(step % 2);
-      DRAIN(slot);
-      if (rc) {
+      if ((rc = kd_loss_ring_drain(&ring, (int)(step % 2), err)) != 0 ||
+          (rc = enqueue_step(r, b, step, lr, &prev_upload, err)) != 0 ||
+          (rc = kd_loss_ring_enqueue(&ring, &r->trainer, step, b->n, err)) != 0) {
+        if (prev_upload) {
+          clWaitForEvents(1, &prev_upload);
+          clReleaseEvent(prev_upload);
+        }
         kd_loader_release(&r->loader, b);
         break;
       }
-      cl_event upload;
-      if (kd_trainer_upload(t, b->x, r->train.x_is_u8, b->y, b->n, r->train.scale, r->train.mean,
-                            r->train.std, &upload, err) ||
-          kd_trainer_forward(t, b->n, 1, r->seed, step, err) ||
-          kd_trainer_backward(t, b->n, r->seed, step, err) ||
-          kd_trainer_optimizer_step(t, &r->optim, lr, step, err)) {
-        rc = -1;
-        kd_loader_release(&r->loader, b);
-        break;
-      }
-      cl_int cl_rc = clEnqueueReadBuffer(r->dev.queue, t->work.buf, CL_FALSE,
-                                         t->loss_rows * sizeof(float), b->n * sizeof(float),
-                                         loss_host[slot], 0, NULL, &loss_ev[slot]);
-      if (cl_rc != CL_SUCCESS) {
-        rc = kd_cl_fail(err, "clEnqueueReadBuffer", cl_rc, __FILE__, __LINE__);
-        kd_loader_release(&r->loader, b);
-        break;
-      }
-      loss_n[slot] = b->n;
-      loss_step[slot] = step;
       prev = b;
-      prev_upload = upload;
       r->step = step;
       r->cursor = b->first + (int64_t)b->n;
       rows_since_log += (int64_t)b->n;
-
       if (step % o->log_every == 0 || r->cursor == N) {
         double now = now_seconds();
-        double rate = rows_since_log / (now - t_log > 1e-9 ? now - t_log : 1e-9);
+        double rate = (double)rows_since_log / (now - t_log > 1e-9 ? now - t_log : 1e-9);
         double eta = (double)(total_steps - step) * (now - t_start) /
                      (double)(step - start_step > 0 ? step - start_step : 1);
-        char eta_s[32];
-        format_eta(eta, eta_s, sizeof eta_s);
-        if (r->tty && !o->quiet)
-          fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f samples/s  ETA %s   ",
-                  (long long)r->epoch + 1, (long long)o->epochs, (long long)step,
-                  (long long)total_steps, last_loss, rate, eta_s);
-        cJSON *rec = cJSON_CreateObject();
-        cJSON_AddStringToObject(rec, "event", "step");
-        cJSON_AddNumberToObject(rec, "step", (double)step);
-        cJSON_AddNumberToObject(rec, "epoch", (double)r->epoch + 1);
-        if (isfinite(last_loss)) cJSON_AddNumberToObject(rec, "loss", last_loss);
-        cJSON_AddNumberToObject(rec, "lr", lr);
-        cJSON_AddNumberToObject(rec, "samples_per_s", rate);
-        log_record(r, rec);
+        if (r->tty && !o->quiet) progress_line(r, step, total_steps, ring.last_loss, rate, eta);
+        log_step(r, &ring, step, lr, rate);
         t_log = now;
         rows_since_log = 0;
       }
       if (o->checkpoint_every > 0 && step % o->checkpoint_every == 0 && r->cursor < N) {
-        DRAIN(0);
-        DRAIN(1);
-        if (rc == 0 && save_checkpoint(r, o->out_path, err)) rc = -1;
-        if (rc) break;
+        if ((rc = kd_loss_ring_drain_all(&ring, err)) != 0) break;
+        if ((rc = save_checkpoint(r, o->out_path, err)) != 0) break;
       }
     }
     if (prev) {
@@ -376,49 +421,49 @@ static int run_epochs(run_state *r, kd_error *err) {
       clReleaseEvent(prev_upload);
       kd_loader_release(&r->loader, prev);
     }
-    DRAIN(0);
-    DRAIN(1);
+    if (rc == 0) rc = kd_loss_ring_drain_all(&ring, err);
     if (rc) break;
     /* The epoch is complete: the position moves to the start of the next one. */
     r->epoch++;
     r->cursor = 0;
-    double train_loss = epoch_loss_rows ? epoch_loss_sum / (double)epoch_loss_rows : NAN;
-    kd_eval_result val = {0};
-    if (r->val_open && kd_evaluate(t, &r->val, &val, NULL, err)) {
-      rc = -1;
-      break;
-    }
-    cJSON *rec = cJSON_CreateObject();
-    cJSON_AddStringToObject(rec, "event", "epoch");
-    cJSON_AddNumberToObject(rec, "step", (double)r->step);
-    cJSON_AddNumberToObject(rec, "epoch", (double)r->epoch);
-    if (isfinite(train_loss)) cJSON_AddNumberToObject(rec, "train_loss", train_loss);
-    if (r->val_open) {
-      cJSON_AddNumberToObject(rec, "val_accuracy", val.accuracy);
-      cJSON_AddNumberToObject(rec, "val_loss", val.mean_loss);
-    }
-    cJSON_AddNumberToObject(rec, "elapsed_s", now_seconds() - t_start);
-    log_record(r, rec);
-    if (!o->quiet) {
-      if (r->tty) fprintf(stderr, "\r\033[K");
-      fprintf(stderr, "epoch %lld/%lld  train loss %.4f", (long long)r->epoch,
-              (long long)o->epochs, train_loss);
-      if (r->val_open)
-        fprintf(stderr, "  val accuracy %.2f%%  val loss %.4f", 100 * val.accuracy,
-                val.mean_loss);
-      fprintf(stderr, "  (%.1f s)\n", now_seconds() - t_start);
-    }
-    if (save_checkpoint(r, o->out_path, err)) rc = -1;
+    rc = finish_epoch(r, &ring, now_seconds() - t_start, err);
   }
-#undef DRAIN
-  for (int s = 0; s < 2; s++) {
-    if (loss_ev[s]) {
-      clWaitForEvents(1, &loss_ev[s]);
-      clReleaseEvent(loss_ev[s]);
-    }
-    free(loss_host[s]);
-  }
+  kd_loss_ring_free(&ring);
   return rc;
+}
+
+/* Decides where the distillation targets come from and checks they fit the model. */
+static int setup_teacher(run_state *r, kd_error *err) {
+  const kd_train_options *o = r->o;
+  r->source = KD_SOURCE_LABELS;
+  if (!o->distill || o->dcfg.loss == KD_LOSS_CE) return 0;
+  if (o->teacher_path) {
+    if (kd_inference_open_on(&r->teacher, o->teacher_path, &r->dev, (size_t)o->batch, err))
+      return kd_fail_context(err, "--teacher");
+    const kd_model *tm = &r->teacher.model;
+    if (tm->num_classes != r->model.num_classes)
+      return kd_fail(err, "--teacher %s outputs %zu classes but the student '%s' outputs %zu",
+                     o->teacher_path, tm->num_classes, r->model.name, r->model.num_classes);
+    if (tm->input_size != r->model.input_size)
+      return kd_fail(err, "--teacher %s takes %zu input features but the student takes %zu",
+                     o->teacher_path, tm->input_size, r->model.input_size);
+    r->source = KD_SOURCE_DENSE_ONLINE;
+    return 0;
+  }
+  const kd_dataset *ds = &r->train;
+  if (ds->teacher_kind == KD_TEACHER_NONE)
+    return kd_fail(err,
+                   "%s has no /teacher: write teacher outputs with 'kdcl label' (or 'kdcl import "
+                   "teacher-topk'), or run a teacher online with --teacher CKPT.h5",
+                   ds->path);
+  if ((size_t)ds->teacher_classes != r->model.num_classes)
+    return kd_fail(err, "%s: /teacher has %d classes but the student '%s' outputs %zu", ds->path,
+                   ds->teacher_classes, r->model.name, r->model.num_classes);
+  if (ds->teacher_kind == KD_TEACHER_TOPK && o->dcfg.loss == KD_LOSS_MSE)
+    return kd_fail(err, "--loss mse needs dense teacher logits, but %s holds a top-k teacher",
+                   ds->path);
+  r->source = ds->teacher_kind == KD_TEACHER_TOPK ? KD_SOURCE_TOPK : KD_SOURCE_DENSE_OFFLINE;
+  return kd_dataset_check_teacher((kd_dataset *)ds, err);
 }
 
 int kd_train_run(const kd_train_options *o, kd_error *err) {
@@ -492,7 +537,10 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
       goto done;
     }
   }
-  if (kd_trainer_create(&r.trainer, &r.dev, &r.model, (size_t)o->batch, err)) goto done;
+  if (setup_teacher(&r, err)) goto done;
+  if (kd_trainer_create(&r.trainer, &r.dev, &r.model, (size_t)o->batch,
+                        r.source == KD_SOURCE_TOPK ? (size_t)r.train.teacher_k : 0, err))
+    goto done;
   r.trainer_open = 1;
   size_t n = r.model.param_floats;
   r.host_params = calloc(n, sizeof(float));
@@ -509,7 +557,9 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
     if (o->init_path && load_init(&r, o->init_path, err)) goto done;
     if (kd_trainer_write_params(&r.trainer, r.host_params, err)) goto done;
   }
-  if (kd_loader_open(&r.loader, &r.train, (size_t)o->batch, err)) goto done;
+  if (kd_loader_open(&r.loader, &r.train, (size_t)o->batch,
+                     r.source == KD_SOURCE_DENSE_OFFLINE || r.source == KD_SOURCE_TOPK, err))
+    goto done;
   r.loader_open = 1;
   if (o->log_path) {
     r.log = fopen(o->log_path, have_ck ? "a" : "w");
@@ -520,8 +570,8 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
   }
   if (!o->quiet)
     fprintf(stderr,
-            "kdcl: training '%s' (%zu parameters) on %lld rows of %s, device '%s', gemm %s%s\n",
-            r.model.name, kd_model_count_params(&r.model), (long long)r.train.num_rows,
+            "kdcl: %s '%s' (%zu parameters) on %lld rows of %s, device '%s', gemm %s%s\n",
+            o->distill ? "distilling into" : "training", r.model.name, kd_model_count_params(&r.model), (long long)r.train.num_rows,
             o->data_path, r.dev.info.name, kd_gemm_backend_name(r.dev.gemm_backend),
             have_ck ? ", resumed" : "");
   rc = run_epochs(&r, err);
@@ -532,6 +582,7 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
 done:
   if (r.loader_open) kd_loader_close(&r.loader);
   if (r.trainer_open) kd_trainer_release(&r.trainer);
+  kd_inference_close(&r.teacher);
   if (r.dev_open) kd_device_close(&r.dev);
   if (r.train_open) kd_dataset_close(&r.train);
   if (r.val_open) kd_dataset_close(&r.val);

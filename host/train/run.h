@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "nn/distill_loss.h"
 #include "nn/optim.h"
 #include "runtime/device.h"
 #include "train/schedule.h"
@@ -37,6 +38,11 @@ typedef struct kd_train_options {
   int64_t warmup_steps;
   int64_t lr_step_epochs;
   double lr_gamma;
+  /* kdcl distill: the loss against a teacher, and where the teacher comes from: --teacher
+   * CKPT.h5 runs it online; otherwise /teacher of the training data (offline). */
+  int distill;
+  kd_distill_config dcfg;
+  const char *teacher_path;
 } kd_train_options;
 
 void kd_train_options_defaults(kd_train_options *o);

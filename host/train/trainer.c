@@ -8,7 +8,7 @@
 #include "nn/loss.h"
 
 int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t batch,
-                      kd_error *err) {
+                      size_t topk_k, kd_error *err) {
   memset(t, 0, sizeof *t);
   t->dev = dev;
   t->model = m;
@@ -36,6 +36,10 @@ int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t b
   }
   for (int k = 0; k < 2; k++) t->dact[k] = kd_arena_reserve(&t->work, batch * m->max_features);
   t->loss_rows = kd_arena_reserve(&t->work, batch);
+  t->kd_rows = kd_arena_reserve(&t->work, batch);
+  t->teacher_logits = kd_arena_reserve(&t->work, batch * m->num_classes);
+  t->topk_k = topk_k;
+  t->topk_logp = kd_arena_reserve(&t->work, batch * topk_k);
   t->grad_norm = kd_arena_reserve(&t->work, 1);
   t->grad_norm_ws = kd_arena_reserve(&t->work, kd_grad_norm_workspace_floats(m->param_floats));
   if (kd_arena_create(dev, &t->params, err) || kd_arena_create(dev, &t->grads, err) ||
@@ -49,6 +53,9 @@ int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t b
                             NULL, &rc);
   if (rc == CL_SUCCESS)
     t->labels = clCreateBuffer(dev->context, CL_MEM_READ_ONLY, batch * sizeof(int32_t), NULL, &rc);
+  if (rc == CL_SUCCESS)
+    t->topk_idx = clCreateBuffer(dev->context, CL_MEM_READ_ONLY,
+                                 (topk_k ? batch * topk_k : 1) * sizeof(int32_t), NULL, &rc);
   if (rc != CL_SUCCESS) {
     kd_trainer_release(t);
     return kd_fail(err, "allocating input buffers for --batch %zu failed: %s", batch,
@@ -65,6 +72,7 @@ void kd_trainer_release(kd_trainer *t) {
   kd_arena_release(&t->work);
   if (t->x_raw) clReleaseMemObject(t->x_raw);
   if (t->labels) clReleaseMemObject(t->labels);
+  if (t->topk_idx) clReleaseMemObject(t->topk_idx);
   free(t->act_out);
   memset(t, 0, sizeof *t);
 }
@@ -134,14 +142,53 @@ kd_ref kd_trainer_logits(const kd_trainer *t) {
   return kd_at(t->acts.buf, t->act_out[t->model->num_layers - 1]);
 }
 
+int kd_trainer_upload_teacher(kd_trainer *t, const float *logits, const int32_t *topk_idx,
+                              const float *topk_logp, size_t n, cl_event *done, kd_error *err) {
+  cl_command_queue q = t->dev->queue;
+  cl_event ev = NULL;
+  if (logits) {
+    KD_CL_CHECK(err, clEnqueueWriteBuffer(q, t->work.buf, CL_FALSE,
+                                          t->teacher_logits * sizeof(float),
+                                          n * t->model->num_classes * sizeof(float), logits, 0,
+                                          NULL, &ev));
+  } else {
+    size_t nk = n * t->topk_k;
+    if (!t->topk_k) return kd_fail(err, "the trainer was created without room for a top-k teacher");
+    KD_CL_CHECK(err, clEnqueueWriteBuffer(q, t->topk_idx, CL_FALSE, 0, nk * sizeof(int32_t),
+                                          topk_idx, 0, NULL, NULL));
+    KD_CL_CHECK(err, clEnqueueWriteBuffer(q, t->work.buf, CL_FALSE, t->topk_logp * sizeof(float),
+                                          nk * sizeof(float), topk_logp, 0, NULL, &ev));
+  }
+  /* In an in-order queue the last write completes last: its event covers them all. */
+  if (done) *done = ev;
+  else clReleaseEvent(ev);
+  return 0;
+}
+
+int kd_trainer_loss(kd_trainer *t, size_t n, const kd_distill_config *cfg,
+                    kd_teacher_source source, kd_ref online_logits, kd_error *err) {
+  const kd_model *m = t->model;
+  cl_mem work = t->work.buf;
+  kd_ref ce = kd_at(work, t->loss_rows), kd = kd_at(work, t->kd_rows);
+  kd_ref dlogits = kd_at(work, t->dact[0]), labels = kd_at(t->labels, 0);
+  float scale = 1.0f / (float)n;
+  if (!cfg || source == KD_SOURCE_LABELS)
+    return kd_softmax_ce_forward_backward(t->dev, ce, dlogits, kd_trainer_logits(t), labels, n,
+                                          m->num_classes, scale, err);
+  if (source == KD_SOURCE_TOPK)
+    return kd_distill_topk_forward_backward(t->dev, cfg, ce, kd, dlogits, kd_trainer_logits(t),
+                                            labels, kd_at(t->topk_idx, 0),
+                                            kd_at(work, t->topk_logp), n, m->num_classes,
+                                            t->topk_k, scale, err);
+  kd_ref teacher = source == KD_SOURCE_DENSE_ONLINE ? online_logits : kd_at(work, t->teacher_logits);
+  return kd_distill_forward_backward(t->dev, cfg, ce, kd, dlogits, kd_trainer_logits(t), labels,
+                                     teacher, n, m->num_classes, scale, err);
+}
+
 int kd_trainer_backward(kd_trainer *t, size_t n, uint64_t seed, int64_t step, kd_error *err) {
   const kd_model *m = t->model;
   cl_mem work = t->work.buf, acts = t->acts.buf;
-  int cur = 0;
-  if (kd_softmax_ce_forward_backward(t->dev, kd_at(work, t->loss_rows), kd_at(work, t->dact[cur]),
-                                     kd_trainer_logits(t), kd_at(t->labels, 0), n, m->num_classes,
-                                     1.0f / (float)n, err))
-    return -1;
+  int cur = 0; /* kd_trainer_loss left d(loss)/d(logits) in dact[0] */
   /* Input gradients are needed only down to the first layer with parameters. */
   int first_trainable = 0;
   while (m->layers[first_trainable].type != KD_LAYER_DENSE) first_trainable++;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "nn/arena.h"
+#include "nn/distill_loss.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 #include "runtime/device.h"
@@ -24,15 +25,21 @@ typedef struct kd_trainer {
   size_t act_in;           /* offset of the normalised input */
   size_t *act_out;         /* offset of each layer's output (flatten aliases its input) */
   size_t dact[2];          /* ping-pong buffers of B * max_features floats */
-  size_t loss_rows;        /* B floats: per-row loss of the last step */
+  size_t loss_rows;        /* B floats: per-row cross-entropy of the last step */
+  size_t kd_rows;          /* B floats: per-row distillation term of the last step */
+  size_t teacher_logits;   /* B * classes floats: offline dense teacher logits */
+  size_t topk_k;           /* K of a top-k teacher (0: none) */
+  cl_mem topk_idx;         /* int32 [B, K] */
+  size_t topk_logp;        /* B * K floats in work */
   size_t grad_norm, grad_norm_ws;
   cl_mem x_raw;            /* raw input rows as stored in the file (uint8 or float) */
   cl_mem labels;           /* int32 [B] */
 } kd_trainer;
 
-/* Plans and allocates everything for batches of up to `batch` rows. */
+/* Plans and allocates everything for batches of up to `batch` rows; topk_k > 0 also makes
+ * room for a top-k teacher's [batch, topk_k] indices and log-probabilities. */
 int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t batch,
-                      kd_error *err);
+                      size_t topk_k, kd_error *err);
 void kd_trainer_release(kd_trainer *t);
 
 /* Copies n rows of raw inputs (uint8 when x_is_u8, else float) and their labels (may be NULL)
@@ -49,8 +56,28 @@ int kd_trainer_forward(kd_trainer *t, size_t n, int training, uint64_t seed, int
 /* Where the logits [n, classes] of the last forward pass are. */
 kd_ref kd_trainer_logits(const kd_trainer *t);
 
-/* Cross-entropy loss (mean over the n rows) and the backward pass into the grads arena;
- * per-row losses are left at kd_at(t->work.buf, t->loss_rows). seed/step as in forward. */
+/* What the loss of a step compares the student's logits with. */
+typedef enum kd_teacher_source {
+  KD_SOURCE_LABELS,       /* cross-entropy with the labels only */
+  KD_SOURCE_DENSE_OFFLINE, /* teacher logits uploaded with the batch */
+  KD_SOURCE_DENSE_ONLINE,  /* teacher logits from a teacher's forward pass on the device */
+  KD_SOURCE_TOPK,          /* top-k indices and log-probabilities uploaded with the batch */
+} kd_teacher_source;
+
+/* Teacher rows for a batch, uploaded without blocking (dense [n, classes] logits, or top-k
+ * [n, K] indices and log-probabilities); the host arrays must stay untouched until *done. */
+int kd_trainer_upload_teacher(kd_trainer *t, const float *logits, const int32_t *topk_idx,
+                              const float *topk_logp, size_t n, cl_event *done, kd_error *err);
+
+/* The loss (a mean over the n rows) fused with its gradient into the logits' gradient buffer.
+ * cfg NULL or source LABELS: plain cross-entropy; otherwise cfg's distillation loss against the
+ * teacher: for KD_SOURCE_DENSE_ONLINE, online_logits holds the teacher's [n, classes] logits.
+ * Per-row CE and distillation terms are left at t->loss_rows and t->kd_rows. */
+int kd_trainer_loss(kd_trainer *t, size_t n, const kd_distill_config *cfg,
+                    kd_teacher_source source, kd_ref online_logits, kd_error *err);
+
+/* The backward pass from the gradient kd_trainer_loss left, into the grads arena. seed/step as
+ * in forward (dropout masks are regenerated). */
 int kd_trainer_backward(kd_trainer *t, size_t n, uint64_t seed, int64_t step, kd_error *err);
 
 /* One optimizer launch over the whole parameter arena (and the gradient norm first when
