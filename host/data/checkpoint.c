@@ -29,7 +29,8 @@ static int check_tensor(const char *path, const kd_named_tensor *t, int is_state
       return kd_fail(err, "%s: tensor %s has a bad shape", path, t->name);
     n *= t->shape[i];
   }
-  if (n > 0 && !t->data) return kd_fail(err, "%s: tensor %s has no data", path, t->name);
+  if (n > 0 && !t->data && !t->idata)
+    return kd_fail(err, "%s: tensor %s has no data", path, t->name);
   return 0;
 }
 
@@ -56,8 +57,10 @@ int kd_checkpoint_write(const char *path, const kd_checkpoint *ck, kd_error *err
   if ((g = kd_h5_group_create(w.file, "/model", err)) < 0) goto fail;
   for (int i = 0; i < ck->num_model; i++) {
     const kd_named_tensor *t = &ck->model[i];
-    if (kd_h5_write_dataset(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, t->shape,
-                            t->data, err))
+    if (t->idata ? kd_h5_write_dataset(g, t->name, H5T_STD_I64LE, H5T_NATIVE_INT64, t->ndim,
+                                       t->shape, t->idata, err)
+                 : kd_h5_write_dataset(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim,
+                                       t->shape, t->data, err))
       goto fail;
   }
   H5Gclose(g);
@@ -106,7 +109,10 @@ fail:
 void kd_checkpoint_free(kd_checkpoint *ck) {
   free(ck->model_config);
   free(ck->train_config);
-  for (int i = 0; i < ck->num_model; i++) free(ck->model[i].data);
+  for (int i = 0; i < ck->num_model; i++) {
+    free(ck->model[i].data);
+    free(ck->model[i].idata);
+  }
   for (int i = 0; i < ck->num_optim_state; i++) free(ck->optim_state[i].data);
   free(ck->model);
   free(ck->optim_state);
@@ -167,6 +173,17 @@ static int read_tensor(hid_t loc, const char *name, const char *path, const char
   if (n && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0) {
     kd_h5_fail(err, "%s: reading", what);
     goto done;
+  }
+  if (cls == H5T_INTEGER) {
+    t->idata = malloc((n ? n : 1) * sizeof(int64_t));
+    if (!t->idata) {
+      kd_fail(err, "%s: out of memory", what);
+      goto done;
+    }
+    if (n && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->idata) < 0) {
+      kd_h5_fail(err, "%s: reading", what);
+      goto done;
+    }
   }
   rc = 0;
 done:
@@ -404,6 +421,33 @@ int kd_h5_read_model_tensor(hid_t file, const char *path_for_messages, const cha
     }
   }
   if (type >= 0) H5Tclose(type);
+  H5Dclose(d);
+  return rc;
+}
+
+int kd_h5_read_model_int64(hid_t file, const char *path_for_messages, const char *name,
+                           int64_t *out, int *found, kd_error *err) {
+  char full[1024];
+  *found = 0;
+  if (snprintf(full, sizeof full, "/model/%s", name) >= (int)sizeof full)
+    return kd_fail(err, "%s: tensor name too long: %s", path_for_messages, name);
+  if (!kd_h5_is_dataset(file, full)) return 0;
+  hid_t d = H5Dopen2(file, full, H5P_DEFAULT);
+  if (d < 0) return kd_h5_fail(err, "%s: %s", path_for_messages, full);
+  int rc = -1;
+  hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+  if (type < 0 || space < 0) {
+    kd_h5_fail(err, "%s: %s", path_for_messages, full);
+  } else if (H5Tget_class(type) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1) {
+    kd_fail(err, "%s: %s must be one integer", path_for_messages, full);
+  } else if (H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+    kd_h5_fail(err, "%s: reading %s", path_for_messages, full);
+  } else {
+    *found = 1;
+    rc = 0;
+  }
+  if (type >= 0) H5Tclose(type);
+  if (space >= 0) H5Sclose(space);
   H5Dclose(d);
   return rc;
 }

@@ -15,6 +15,8 @@ typedef struct kd_named_tensor {
   int ndim;
   int64_t shape[4];
   float *data;
+  int64_t *idata; /* when non-NULL the tensor is int64 (num_batches_tracked): written as i64 from
+                     idata; on reading, integer datasets fill idata as well as data */
 } kd_named_tensor;
 
 typedef struct kd_checkpoint {
@@ -65,5 +67,10 @@ int kd_h5_read_model_tensor(hid_t file, const char *path_for_messages, const cha
 /* Opens an existing HDF5 file read-only with a clear message for a missing file, a file that
  * is not HDF5, or a truncated one (declared in data/h5util.h too). */
 int kd_h5_open_read(const char *path, hid_t *file, kd_error *err);
+
+/* Reads the integer scalar /model/<name> (num_batches_tracked) of any HDF5 file; *found = 0
+ * (and 0 returned) when it is absent. */
+int kd_h5_read_model_int64(hid_t file, const char *path_for_messages, const char *name,
+                           int64_t *out, int *found, kd_error *err);
 
 #endif

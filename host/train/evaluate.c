@@ -9,6 +9,7 @@
 
 #include "data/checkpoint.h"
 #include "data/h5util.h"
+#include "train/state_dict.h"
 
 /* log-sum-exp of z[0..n) in double. */
 static double logsumexp(const float *z, size_t n) {
@@ -125,31 +126,20 @@ int kd_inference_open_on(kd_inference *inf, const char *checkpoint_path, kd_devi
   snprintf(source, sizeof source, "%s: /meta/model_config", checkpoint_path);
   int rc = ck.model_config ? kd_model_parse(&inf->model, ck.model_config, source, err)
                            : kd_fail(err, "%s: no /meta/model_config", checkpoint_path);
-  float *params = NULL;
+  float *params = NULL, *buffers = NULL;
   if (rc == 0) {
     params = calloc(inf->model.param_floats, sizeof(float));
-    rc = params ? 0 : kd_fail(err, "out of host memory");
-  }
-  for (int i = 0; rc == 0 && i < inf->model.num_params; i++) {
-    const kd_param *p = &inf->model.params[i];
-    int found = 0;
-    for (int k = 0; k < ck.num_model && !found; k++)
-      if (!strcmp(ck.model[k].name, p->name)) {
-        found = 1;
-        int64_t numel = 1;
-        for (int d = 0; d < ck.model[k].ndim; d++) numel *= ck.model[k].shape[d];
-        if ((size_t)numel != p->numel)
-          rc = kd_fail(err, "%s: /model/%s has %lld values but the model needs %zu",
-                       checkpoint_path, p->name, (long long)numel, p->numel);
-        else
-          memcpy(params + p->off, ck.model[k].data, p->numel * sizeof(float));
-      }
-    if (!found && rc == 0) rc = kd_fail(err, "%s: no /model/%s", checkpoint_path, p->name);
+    buffers = calloc(inf->model.buffer_floats + 1, sizeof(float));
+    rc = params && buffers ? 0 : kd_fail(err, "out of host memory");
   }
   if (rc == 0) rc = kd_trainer_create(&inf->trainer, dev, &inf->model, batch, 0, err);
-  if (rc == 0 && (rc = kd_trainer_write_params(&inf->trainer, params, err)) != 0)
+  if (rc == 0 &&
+      ((rc = kd_state_dict_from_checkpoint(&inf->model, &ck, checkpoint_path, params, buffers,
+                                          inf->trainer.bn_tracked, err)) != 0 ||
+       (rc = kd_trainer_write_params(&inf->trainer, params, buffers, err)) != 0))
     kd_trainer_release(&inf->trainer);
   free(params);
+  free(buffers);
   if (rc) kd_model_free(&inf->model);
   kd_checkpoint_free(&ck);
   inf->open = rc == 0;

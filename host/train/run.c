@@ -20,6 +20,7 @@
 #include "train/loader.h"
 #include "train/loss_ring.h"
 #include "train/rng.h"
+#include "train/state_dict.h"
 #include "train/trainer.h"
 
 void kd_train_options_defaults(kd_train_options *o) {
@@ -54,7 +55,7 @@ typedef struct run_state {
   kd_inference teacher;     /* the online teacher (--teacher) */
   kd_loader loader;
   int loader_open;
-  float *host_params, *host_state;
+  float *host_params, *host_buffers, *host_state;
   int64_t *order;
   FILE *log;
   int tty;
@@ -107,36 +108,31 @@ static cJSON *train_config_json(const run_state *r) {
 static int save_checkpoint(run_state *r, const char *path, kd_error *err) {
   const kd_model *m = &r->model;
   size_t n = m->param_floats;
-  if (kd_trainer_read_params(&r->trainer, r->host_params, err) ||
+  if (kd_trainer_read_params(&r->trainer, r->host_params, r->host_buffers, err) ||
       kd_read_floats(&r->dev, r->trainer.opt_state.buf, 0, 2 * n, r->host_state, err))
     return -1;
   kd_checkpoint ck;
   memset(&ck, 0, sizeof ck);
   ck.model_config = m->spec_json;
+  if (kd_state_dict_build(m, r->host_params, r->host_buffers, r->trainer.bn_tracked, &ck.model,
+                          &ck.num_model, err))
+    return -1;
   cJSON *cfg = train_config_json(r);
   ck.train_config = cJSON_PrintUnformatted(cfg);
   cJSON_Delete(cfg);
   int slots = r->optim.type == KD_OPT_ADAMW ? 2 : (r->optim.momentum != 0 ? 1 : 0);
-  ck.model = calloc((size_t)m->num_params, sizeof *ck.model);
   ck.optim_state = calloc((size_t)m->num_params * 2 + 1, sizeof *ck.optim_state);
-  if (!ck.train_config || !ck.model || !ck.optim_state) {
+  if (!ck.train_config || !ck.optim_state) {
     free(ck.train_config);
     free(ck.model);
     free(ck.optim_state);
     return kd_fail(err, "out of host memory writing a checkpoint");
   }
-  ck.num_model = m->num_params;
   for (int i = 0; i < m->num_params; i++) {
     const kd_param *p = &m->params[i];
-    kd_named_tensor *t = &ck.model[i];
-    snprintf(t->name, sizeof t->name, "%s", p->name);
-    t->ndim = p->ndim;
-    t->shape[0] = p->shape[0];
-    t->shape[1] = p->shape[1];
-    t->data = r->host_params + p->off;
     for (int s = 0; s < slots; s++) {
       kd_named_tensor *st = &ck.optim_state[ck.num_optim_state++];
-      *st = *t;
+      *st = ck.model[i];
       const char *slot = r->optim.type == KD_OPT_SGD ? "momentum_buffer" : s ? "exp_avg_sq" : "exp_avg";
       snprintf(st->name, sizeof st->name, "%s/%s", p->name, slot);
       st->data = r->host_state + (size_t)s * n + p->off;
@@ -182,34 +178,16 @@ static int check_data_fits(const kd_dataset *ds, const kd_model *m, kd_error *er
   return kd_dataset_check_labels((kd_dataset *)ds, err);
 }
 
-static int load_init(run_state *r, const char *path, kd_error *err) {
-  hid_t file;
-  if (kd_h5_open_read(path, &file, err)) return kd_fail_context(err, "--init");
-  int rc = 0;
-  for (int i = 0; i < r->model.num_params && rc == 0; i++) {
-    const kd_param *p = &r->model.params[i];
-    rc = kd_h5_read_model_tensor(file, path, p->name, p->ndim, p->shape,
-                                 r->host_params + p->off, err);
-  }
-  H5Fclose(file);
-  return rc;
-}
-
-/* Restores parameters, optimizer state and position from a checkpoint read earlier. */
+/* Restores parameters, buffers, optimizer state and position from a checkpoint read earlier. */
 static int restore(run_state *r, const kd_checkpoint *ck, kd_error *err) {
   const kd_model *m = &r->model;
   size_t n = m->param_floats;
+  if (kd_state_dict_from_checkpoint(m, ck, r->o->resume_path, r->host_params, r->host_buffers,
+                                    r->trainer.bn_tracked, err))
+    return -1;
   memset(r->host_state, 0, 2 * n * sizeof(float));
   for (int i = 0; i < m->num_params; i++) {
     const kd_param *p = &m->params[i];
-    int found = 0;
-    for (int k = 0; k < ck->num_model; k++)
-      if (!strcmp(ck->model[k].name, p->name)) {
-        memcpy(r->host_params + p->off, ck->model[k].data, p->numel * sizeof(float));
-        found = 1;
-      }
-    if (!found)
-      return kd_fail(err, "%s: the checkpoint has no /model/%s", r->o->resume_path, p->name);
     for (int k = 0; k < ck->num_optim_state; k++) {
       const char *slash = strrchr(ck->optim_state[k].name, '/');
       if (!slash || (size_t)(slash - ck->optim_state[k].name) != strlen(p->name) ||
@@ -224,7 +202,7 @@ static int restore(run_state *r, const kd_checkpoint *ck, kd_error *err) {
   r->epoch = ck->epoch;
   r->cursor = ck->data_cursor;
   r->seed = ck->seed;
-  if (kd_trainer_write_params(&r->trainer, r->host_params, err)) return -1;
+  if (kd_trainer_write_params(&r->trainer, r->host_params, r->host_buffers, err)) return -1;
   return kd_write_floats(&r->dev, r->trainer.opt_state.buf, 0, 2 * n, r->host_state, err);
 }
 
@@ -490,8 +468,7 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
       int same = given.num_params == r.model.num_params;
       for (int i = 0; same && i < given.num_params; i++)
         same = !strcmp(given.params[i].name, r.model.params[i].name) &&
-               given.params[i].shape[0] == r.model.params[i].shape[0] &&
-               given.params[i].shape[1] == r.model.params[i].shape[1];
+               !memcmp(given.params[i].shape, r.model.params[i].shape, sizeof given.params[i].shape);
       kd_model_free(&given);
       if (!same) {
         kd_fail(err, "--model %s does not describe the network stored in --resume %s",
@@ -544,18 +521,24 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
   r.trainer_open = 1;
   size_t n = r.model.param_floats;
   r.host_params = calloc(n, sizeof(float));
+  r.host_buffers = calloc(r.model.buffer_floats + 1, sizeof(float));
   r.host_state = calloc(2 * n, sizeof(float));
   r.order = malloc((size_t)r.train.num_rows * sizeof(int64_t));
-  if (!r.host_params || !r.host_state || !r.order) {
+  if (!r.host_params || !r.host_buffers || !r.host_state || !r.order) {
     kd_fail(err, "out of host memory");
     goto done;
   }
   if (have_ck) {
     if (restore(&r, &ck, err)) goto done;
   } else {
-    kd_model_init_params(&r.model, r.host_params, r.seed);
-    if (o->init_path && load_init(&r, o->init_path, err)) goto done;
-    if (kd_trainer_write_params(&r.trainer, r.host_params, err)) goto done;
+    kd_model_init_params(&r.model, r.host_params, r.host_buffers, r.seed);
+    if (o->init_path &&
+        kd_state_dict_from_file(&r.model, o->init_path, r.host_params, r.host_buffers,
+                                r.trainer.bn_tracked, err)) {
+      kd_fail_context(err, "--init");
+      goto done;
+    }
+    if (kd_trainer_write_params(&r.trainer, r.host_params, r.host_buffers, err)) goto done;
   }
   if (kd_loader_open(&r.loader, &r.train, (size_t)o->batch,
                      r.source == KD_SOURCE_DENSE_OFFLINE || r.source == KD_SOURCE_TOPK, err))
@@ -590,6 +573,7 @@ done:
   if (have_ck) kd_checkpoint_free(&ck);
   kd_model_free(&r.model);
   free(r.host_params);
+  free(r.host_buffers);
   free(r.host_state);
   free(r.order);
   return rc;

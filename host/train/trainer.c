@@ -1,11 +1,74 @@
-/* The step schedule for sequential models: upload, forward, loss + backward, optimizer. */
+/* The step schedule for sequential models with residual blocks: upload, forward (layer by
+ * layer, recursing into residual blocks), loss, backward (the mirror image), optimizer. */
 #include "train/trainer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/batchnorm.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
+#include "nn/pool.h"
+#include "nn/residual.h"
+
+/* ---- planning: where every layer's tensors live ---- */
+
+typedef struct plan_ctx {
+  kd_trainer *t;
+  size_t conv_ws_max;
+  kd_error *err;
+} plan_ctx;
+
+/* Plans layers[0..n) reading (in_act, in_grad); returns the last output's pair. */
+static int plan_list(plan_ctx *c, const kd_layer *layers, int n, size_t in_act, size_t in_grad,
+                     size_t *out_act, size_t *out_grad) {
+  kd_trainer *t = c->t;
+  size_t B = t->batch;
+  for (int i = 0; i < n; i++) {
+    const kd_layer *L = &layers[i];
+    kd_layer_state *st = &t->st[L->id];
+    if (L->type == KD_LAYER_FLATTEN) {
+      st->act_out = in_act;
+      st->grad_out = in_grad;
+    } else {
+      if (L->type == KD_LAYER_RESIDUAL) {
+        size_t main_act, main_grad;
+        if (plan_list(c, L->sub, L->num_sub, in_act, in_grad, &main_act, &main_grad)) return -1;
+        if (L->proj) {
+          kd_layer_state *ps = &t->st[L->proj->id];
+          ps->act_out = kd_arena_reserve(&t->acts, B * L->out_size);
+          st->proj_grad = kd_arena_reserve(&t->dacts, B * L->in_size);
+          if (kd_conv2d_shape_init(&ps->conv, B, (size_t)L->in_shape[0], (size_t)L->in_shape[1],
+                                   (size_t)L->in_shape[2], (size_t)L->out_shape[0], 1, 1,
+                                   L->proj->stride, 0, c->err))
+            return kd_fail_context(c->err, "%s.projection", L->key);
+          size_t ws = kd_conv2d_workspace_floats(&ps->conv);
+          if (ws > c->conv_ws_max) c->conv_ws_max = ws;
+        }
+      }
+      st->act_out = kd_arena_reserve(&t->acts, B * L->out_size);
+      st->grad_out = kd_arena_reserve(&t->dacts, B * L->out_size);
+      if (L->type == KD_LAYER_MAXPOOL2D) st->aux = kd_arena_reserve(&t->acts, B * L->out_size);
+      if (L->type == KD_LAYER_BATCHNORM) {
+        st->aux = kd_arena_reserve(&t->work, (size_t)L->out_shape[0]);
+        st->aux2 = kd_arena_reserve(&t->work, (size_t)L->out_shape[0]);
+      }
+      if (L->type == KD_LAYER_CONV2D) {
+        if (kd_conv2d_shape_init(&st->conv, B, (size_t)L->in_shape[0], (size_t)L->in_shape[1],
+                                 (size_t)L->in_shape[2], (size_t)L->out_shape[0], L->kh, L->kw,
+                                 L->stride, L->pad, c->err))
+          return kd_fail_context(c->err, "%s", L->key);
+        size_t ws = kd_conv2d_workspace_floats(&st->conv);
+        if (ws > c->conv_ws_max) c->conv_ws_max = ws;
+      }
+    }
+    in_act = st->act_out;
+    in_grad = st->grad_out;
+  }
+  *out_act = in_act;
+  *out_grad = in_grad;
+  return 0;
+}
 
 int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t batch,
                       size_t topk_k, kd_error *err) {
@@ -17,24 +80,32 @@ int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t b
   t->params.name = "params";
   t->grads.name = "grads";
   t->opt_state.name = "optimizer state";
+  t->buffers.name = "batch-norm buffers";
   t->acts.name = "activations";
+  t->dacts.name = "activation gradients";
   t->work.name = "workspace";
   kd_arena_reserve(&t->params, m->param_floats);
   kd_arena_reserve(&t->grads, m->param_floats);
   kd_arena_reserve(&t->opt_state, 2 * m->param_floats);
-  if (batch > ((size_t)1 << 31) / (m->max_features ? m->max_features : 1))
-    return kd_fail(err, "--batch %zu is too large for this model (%zu features per layer)", batch,
-                   m->max_features);
-  t->act_out = calloc((size_t)m->num_layers, sizeof *t->act_out);
-  if (!t->act_out) return kd_fail(err, "out of host memory");
-  t->act_in = kd_arena_reserve(&t->acts, batch * m->input_size);
-  size_t prev = t->act_in;
-  for (int i = 0; i < m->num_layers; i++) {
-    const kd_layer *L = &m->layers[i];
-    t->act_out[i] = L->type == KD_LAYER_FLATTEN ? prev : kd_arena_reserve(&t->acts, batch * L->out_size);
-    prev = t->act_out[i];
+  kd_arena_reserve(&t->buffers, m->buffer_floats);
+  t->st = calloc((size_t)m->num_flat, sizeof *t->st);
+  t->bn_tracked = calloc((size_t)m->num_bn + 1, sizeof *t->bn_tracked);
+  if (!t->st || !t->bn_tracked) {
+    kd_trainer_release(t);
+    return kd_fail(err, "out of host memory");
   }
-  for (int k = 0; k < 2; k++) t->dact[k] = kd_arena_reserve(&t->work, batch * m->max_features);
+  t->act_in = kd_arena_reserve(&t->acts, batch * m->input_size);
+  plan_ctx c = {t, 0, err};
+  size_t last_act, last_grad;
+  /* The input's gradient is never computed; it still gets a slot of its own, which a leading
+   * flatten aliases. */
+  t->input_grad = kd_arena_reserve(&t->dacts, batch * m->input_size);
+  if (plan_list(&c, m->layers, m->num_layers, t->act_in, t->input_grad, &last_act, &last_grad)) {
+    kd_trainer_release(t);
+    return -1;
+  }
+  t->logits_grad = last_grad;
+  t->conv_ws = kd_arena_reserve(&t->work, c.conv_ws_max);
   t->loss_rows = kd_arena_reserve(&t->work, batch);
   t->kd_rows = kd_arena_reserve(&t->work, batch);
   t->teacher_logits = kd_arena_reserve(&t->work, batch * m->num_classes);
@@ -43,7 +114,8 @@ int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t b
   t->grad_norm = kd_arena_reserve(&t->work, 1);
   t->grad_norm_ws = kd_arena_reserve(&t->work, kd_grad_norm_workspace_floats(m->param_floats));
   if (kd_arena_create(dev, &t->params, err) || kd_arena_create(dev, &t->grads, err) ||
-      kd_arena_create(dev, &t->opt_state, err) || kd_arena_create(dev, &t->acts, err) ||
+      kd_arena_create(dev, &t->opt_state, err) || kd_arena_create(dev, &t->buffers, err) ||
+      kd_arena_create(dev, &t->acts, err) || kd_arena_create(dev, &t->dacts, err) ||
       kd_arena_create(dev, &t->work, err)) {
     kd_trainer_release(t);
     return -1;
@@ -68,12 +140,15 @@ void kd_trainer_release(kd_trainer *t) {
   kd_arena_release(&t->params);
   kd_arena_release(&t->grads);
   kd_arena_release(&t->opt_state);
+  kd_arena_release(&t->buffers);
   kd_arena_release(&t->acts);
+  kd_arena_release(&t->dacts);
   kd_arena_release(&t->work);
   if (t->x_raw) clReleaseMemObject(t->x_raw);
   if (t->labels) clReleaseMemObject(t->labels);
   if (t->topk_idx) clReleaseMemObject(t->topk_idx);
-  free(t->act_out);
+  free(t->st);
+  free(t->bn_tracked);
   memset(t, 0, sizeof *t);
 }
 
@@ -102,45 +177,99 @@ int kd_trainer_upload(kd_trainer *t, const void *x, int x_is_u8, const int32_t *
                              elems, scale, mean, std, err);
 }
 
+/* ---- forward ---- */
+
 /* Dropout masks differ per step and per layer: one stream per (step, layer). */
 static uint64_t dropout_stream(int64_t step, int layer) {
   return (uint64_t)step * 4096u + (uint64_t)layer;
 }
 
-int kd_trainer_forward(kd_trainer *t, size_t n, int training, uint64_t seed, int64_t step,
-                       kd_error *err) {
-  const kd_model *m = t->model;
-  cl_mem acts = t->acts.buf, params = t->params.buf;
-  size_t in = t->act_in;
-  for (int i = 0; i < m->num_layers; i++) {
-    const kd_layer *L = &m->layers[i];
-    kd_ref x = kd_at(acts, in), y = kd_at(acts, t->act_out[i]);
-    int rc = 0;
-    switch (L->type) {
-      case KD_LAYER_FLATTEN:
-        break;
-      case KD_LAYER_DENSE:
-        rc = kd_dense_forward(t->dev, y, x, kd_at(params, L->w_off),
-                              kd_at(L->bias ? params : NULL, L->b_off), n, L->in_size,
-                              L->out_size, err);
-        break;
-      case KD_LAYER_ACTIVATION:
-        rc = kd_activation_forward(t->dev, L->act, y, x, n * L->out_size, err);
-        break;
-      case KD_LAYER_DROPOUT:
-        rc = kd_dropout_forward(t->dev, y, x, n * L->out_size, training ? L->rate : 0.0f, seed,
-                                dropout_stream(step, i), err);
-        break;
+typedef struct pass_ctx {
+  kd_trainer *t;
+  size_t n;
+  int training;
+  uint64_t seed;
+  int64_t step;
+  kd_error *err;
+} pass_ctx;
+
+static int forward_list(pass_ctx *c, const kd_layer *layers, int count, size_t in);
+
+static int forward_layer(pass_ctx *c, const kd_layer *L, size_t in) {
+  kd_trainer *t = c->t;
+  kd_device *dev = t->dev;
+  const kd_layer_state *st = &t->st[L->id];
+  cl_mem acts = t->acts.buf, params = t->params.buf, bufs = t->buffers.buf, work = t->work.buf;
+  kd_ref x = kd_at(acts, in), y = kd_at(acts, st->act_out);
+  kd_ref w = kd_at(params, L->w_off), b = kd_at(L->bias ? params : NULL, L->b_off);
+  size_t n = c->n, C = (size_t)L->in_shape[0], H = (size_t)L->in_shape[1],
+         W = (size_t)L->in_shape[2];
+  kd_error *err = c->err;
+  switch (L->type) {
+    case KD_LAYER_FLATTEN:
+      return 0;
+    case KD_LAYER_DENSE:
+      return kd_dense_forward(dev, y, x, w, b, n, L->in_size, L->out_size, err);
+    case KD_LAYER_ACTIVATION:
+      return kd_activation_forward(dev, L->act, y, x, n * L->out_size, err);
+    case KD_LAYER_DROPOUT:
+      return kd_dropout_forward(dev, y, x, n * L->out_size, c->training ? L->rate : 0.0f, c->seed,
+                                dropout_stream(c->step, L->id), err);
+    case KD_LAYER_CONV2D:
+      return kd_conv2d_forward(dev, &st->conv, n, y, x, w, b, kd_at(work, t->conv_ws), err);
+    case KD_LAYER_MAXPOOL2D:
+      return kd_maxpool2d_forward(dev, y, kd_at(acts, st->aux), x, n, C, H, W, L->kh, L->stride,
+                                  L->pad, err);
+    case KD_LAYER_AVGPOOL2D:
+      return kd_avgpool2d_forward(dev, y, x, n, C, H, W, L->kh, L->stride, L->pad, err);
+    case KD_LAYER_GLOBAL_AVGPOOL:
+      return kd_global_avgpool_forward(dev, y, x, n, C, H * W, err);
+    case KD_LAYER_BATCHNORM: {
+      size_t S = L->in_ndim == 3 ? H * W : 1;
+      kd_ref rm = kd_at(bufs, L->rm_off), rv = kd_at(bufs, L->rv_off);
+      kd_ref beta = kd_at(params, L->b_off);
+      if (!c->training) return kd_batchnorm_forward_eval(dev, y, x, w, beta, rm, rv, n, C, S, L->eps, err);
+      t->bn_tracked[L->bn_index]++;
+      return kd_batchnorm_forward_train(dev, y, x, w, beta, rm, rv, kd_at(work, st->aux),
+                                        kd_at(work, st->aux2), n, C, S, L->momentum, L->eps, err);
     }
-    if (rc) return kd_fail_context(err, "layers[%d] forward", i);
-    in = t->act_out[i];
+    case KD_LAYER_RESIDUAL: {
+      if (forward_list(c, L->sub, L->num_sub, in)) return -1;
+      size_t main_out = t->st[L->sub[L->num_sub - 1].id].act_out, skip = in;
+      if (L->proj) {
+        const kd_layer_state *ps = &t->st[L->proj->id];
+        if (kd_conv2d_forward(dev, &ps->conv, n, kd_at(acts, ps->act_out), x,
+                              kd_at(params, L->proj->w_off), kd_at(NULL, 0),
+                              kd_at(work, t->conv_ws), err))
+          return kd_fail_context(err, "%s", L->proj->key);
+        skip = ps->act_out;
+      }
+      return kd_add_forward(dev, y, kd_at(acts, main_out), kd_at(acts, skip), n * L->out_size, err);
+    }
   }
   return 0;
 }
 
-kd_ref kd_trainer_logits(const kd_trainer *t) {
-  return kd_at(t->acts.buf, t->act_out[t->model->num_layers - 1]);
+static int forward_list(pass_ctx *c, const kd_layer *layers, int count, size_t in) {
+  for (int i = 0; i < count; i++) {
+    if (forward_layer(c, &layers[i], in)) return kd_fail_context(c->err, "%s forward", layers[i].key);
+    in = c->t->st[layers[i].id].act_out;
+  }
+  return 0;
 }
+
+int kd_trainer_forward(kd_trainer *t, size_t n, int training, uint64_t seed, int64_t step,
+                       kd_error *err) {
+  pass_ctx c = {t, n, training, seed, step, err};
+  return forward_list(&c, t->model->layers, t->model->num_layers, t->act_in);
+}
+
+kd_ref kd_trainer_logits(const kd_trainer *t) {
+  const kd_model *m = t->model;
+  return kd_at(t->acts.buf, t->st[m->layers[m->num_layers - 1].id].act_out);
+}
+
+/* ---- loss ---- */
 
 int kd_trainer_upload_teacher(kd_trainer *t, const float *logits, const int32_t *topk_idx,
                               const float *topk_logp, size_t n, cl_event *done, kd_error *err) {
@@ -170,7 +299,7 @@ int kd_trainer_loss(kd_trainer *t, size_t n, const kd_distill_config *cfg,
   const kd_model *m = t->model;
   cl_mem work = t->work.buf;
   kd_ref ce = kd_at(work, t->loss_rows), kd = kd_at(work, t->kd_rows);
-  kd_ref dlogits = kd_at(work, t->dact[0]), labels = kd_at(t->labels, 0);
+  kd_ref dlogits = kd_at(t->dacts.buf, t->logits_grad), labels = kd_at(t->labels, 0);
   float scale = 1.0f / (float)n;
   if (!cfg || source == KD_SOURCE_LABELS)
     return kd_softmax_ce_forward_backward(t->dev, ce, dlogits, kd_trainer_logits(t), labels, n,
@@ -185,43 +314,103 @@ int kd_trainer_loss(kd_trainer *t, size_t n, const kd_distill_config *cfg,
                                      teacher, n, m->num_classes, scale, err);
 }
 
-int kd_trainer_backward(kd_trainer *t, size_t n, uint64_t seed, int64_t step, kd_error *err) {
-  const kd_model *m = t->model;
-  cl_mem work = t->work.buf, acts = t->acts.buf;
-  int cur = 0; /* kd_trainer_loss left d(loss)/d(logits) in dact[0] */
-  /* Input gradients are needed only down to the first layer with parameters. */
-  int first_trainable = 0;
-  while (m->layers[first_trainable].type != KD_LAYER_DENSE) first_trainable++;
-  for (int i = m->num_layers - 1; i >= first_trainable; i--) {
-    const kd_layer *L = &m->layers[i];
-    size_t in = i ? t->act_out[i - 1] : t->act_in;
-    kd_ref dy = kd_at(work, t->dact[cur]);
-    int rc = 0;
-    switch (L->type) {
-      case KD_LAYER_FLATTEN:
-        break;
-      case KD_LAYER_DENSE: {
-        kd_ref dx = kd_at(i > first_trainable ? work : NULL, t->dact[1 - cur]);
-        rc = kd_dense_backward(t->dev, dx, kd_at(t->grads.buf, L->w_off),
-                               kd_at(L->bias ? t->grads.buf : NULL, L->b_off), dy,
-                               kd_at(acts, in), kd_at(t->params.buf, L->w_off), n, L->in_size,
-                               L->out_size, err);
-        cur = 1 - cur;
-        break;
+/* ---- backward: the mirror of forward ---- */
+
+static int backward_list(pass_ctx *c, const kd_layer *layers, int count, size_t in_act,
+                         size_t in_grad, int need_dx);
+
+/* Backward of one layer: from its output gradient to the gradient of its input (in_grad, only
+ * when need_dx) and of its parameters. */
+static int backward_layer(pass_ctx *c, const kd_layer *L, size_t in_act, size_t in_grad,
+                          int need_dx) {
+  kd_trainer *t = c->t;
+  kd_device *dev = t->dev;
+  const kd_layer_state *st = &t->st[L->id];
+  cl_mem acts = t->acts.buf, dacts = t->dacts.buf, params = t->params.buf, grads = t->grads.buf,
+         work = t->work.buf;
+  kd_ref x = kd_at(acts, in_act), y = kd_at(acts, st->act_out), dy = kd_at(dacts, st->grad_out);
+  kd_ref dx = kd_at(need_dx ? dacts : NULL, in_grad);
+  kd_ref w = kd_at(params, L->w_off), dw = kd_at(grads, L->w_off);
+  kd_ref db = kd_at(L->bias ? grads : NULL, L->b_off);
+  size_t n = c->n, C = (size_t)L->in_shape[0], H = (size_t)L->in_shape[1],
+         W = (size_t)L->in_shape[2];
+  kd_error *err = c->err;
+  switch (L->type) {
+    case KD_LAYER_FLATTEN:
+      return 0;
+    case KD_LAYER_DENSE:
+      return kd_dense_backward(dev, dx, dw, db, dy, x, w, n, L->in_size, L->out_size, err);
+    case KD_LAYER_CONV2D:
+      return kd_conv2d_backward(dev, &st->conv, n, dx, dw, db, dy, x, w, kd_at(work, t->conv_ws),
+                                err);
+    case KD_LAYER_BATCHNORM:
+      return kd_batchnorm_backward(dev, dx, dw, kd_at(grads, L->b_off), dy, x, w,
+                                   kd_at(work, st->aux), kd_at(work, st->aux2), n, C,
+                                   L->in_ndim == 3 ? H * W : 1, err);
+    case KD_LAYER_RESIDUAL:
+      break;
+    default:
+      if (!need_dx) return 0; /* parameter-free layers only pass the gradient on */
+  }
+  switch (L->type) {
+    case KD_LAYER_ACTIVATION:
+      return kd_activation_backward(dev, L->act, dx, dy, x, y, n * L->out_size, err);
+    case KD_LAYER_DROPOUT:
+      return kd_dropout_backward(dev, dx, dy, n * L->out_size, c->training ? L->rate : 0.0f,
+                                 c->seed, dropout_stream(c->step, L->id), err);
+    case KD_LAYER_MAXPOOL2D:
+      return kd_maxpool2d_backward(dev, dx, dy, kd_at(acts, st->aux), n, C, H, W, L->kh,
+                                   L->stride, L->pad, err);
+    case KD_LAYER_AVGPOOL2D:
+      return kd_avgpool2d_backward(dev, dx, dy, n, C, H, W, L->kh, L->stride, L->pad, err);
+    case KD_LAYER_GLOBAL_AVGPOOL:
+      return kd_global_avgpool_backward(dev, dx, dy, n, C, H * W, err);
+    case KD_LAYER_RESIDUAL: {
+      /* The sum passes dy unchanged to both paths. */
+      const kd_layer *last = &L->sub[L->num_sub - 1];
+      if (kd_copy(dev, kd_at(dacts, t->st[last->id].grad_out), dy, n * L->out_size, err) ||
+          backward_list(c, L->sub, L->num_sub, in_act, in_grad, need_dx))
+        return -1;
+      if (L->proj) {
+        const kd_layer_state *ps = &t->st[L->proj->id];
+        kd_ref pdx = kd_at(need_dx ? dacts : NULL, st->proj_grad);
+        if (kd_conv2d_backward(dev, &ps->conv, n, pdx, kd_at(grads, L->proj->w_off),
+                               kd_at(NULL, 0), dy, x, kd_at(params, L->proj->w_off),
+                               kd_at(work, t->conv_ws), err))
+          return kd_fail_context(err, "%s", L->proj->key);
+        return need_dx ? kd_accumulate(dev, dx, pdx, n * L->in_size, err) : 0;
       }
-      case KD_LAYER_ACTIVATION:
-        rc = kd_activation_backward(t->dev, L->act, dy, dy, kd_at(acts, in),
-                                    kd_at(acts, t->act_out[i]), n * L->out_size, err);
-        break;
-      case KD_LAYER_DROPOUT:
-        rc = kd_dropout_backward(t->dev, dy, dy, n * L->out_size, L->rate, seed,
-                                 dropout_stream(step, i), err);
-        break;
+      return need_dx ? kd_accumulate(dev, dx, dy, n * L->in_size, err) : 0;
     }
-    if (rc) return kd_fail_context(err, "layers[%d] backward", i);
+    default:
+      return 0;
+  }
+}
+
+static int backward_list(pass_ctx *c, const kd_layer *layers, int count, size_t in_act,
+                         size_t in_grad, int need_dx) {
+  /* A layer needs its input gradient when the list's input needs it or a layer before it has
+   * parameters; below the first such layer nothing is left to compute. */
+  int first_needed = need_dx ? 0 : count;
+  for (int i = 0; i < count && first_needed == count; i++)
+    if (kd_layer_has_params(&layers[i])) first_needed = i;
+  for (int i = count - 1; i >= first_needed; i--) {
+    const kd_layer *L = &layers[i];
+    size_t x_act = i ? c->t->st[layers[i - 1].id].act_out : in_act;
+    size_t x_grad = i ? c->t->st[layers[i - 1].id].grad_out : in_grad;
+    int dx_needed = need_dx || i > first_needed;
+    if (backward_layer(c, L, x_act, x_grad, dx_needed))
+      return kd_fail_context(c->err, "%s backward", L->key);
   }
   return 0;
 }
+
+int kd_trainer_backward(kd_trainer *t, size_t n, uint64_t seed, int64_t step, kd_error *err) {
+  pass_ctx c = {t, n, 1, seed, step, err};
+  return backward_list(&c, t->model->layers, t->model->num_layers, t->act_in, t->input_grad, 0);
+}
+
+/* ---- optimizer and host copies ---- */
 
 int kd_trainer_optimizer_step(kd_trainer *t, const kd_optim_config *cfg, float lr, int64_t step,
                               kd_error *err) {
@@ -238,10 +427,15 @@ int kd_trainer_optimizer_step(kd_trainer *t, const kd_optim_config *cfg, float l
                            norm, err);
 }
 
-int kd_trainer_read_params(kd_trainer *t, float *host, kd_error *err) {
-  return kd_read_floats(t->dev, t->params.buf, 0, t->model->param_floats, host, err);
+int kd_trainer_read_params(kd_trainer *t, float *params, float *buffers, kd_error *err) {
+  if (kd_read_floats(t->dev, t->params.buf, 0, t->model->param_floats, params, err)) return -1;
+  return buffers ? kd_read_floats(t->dev, t->buffers.buf, 0, t->model->buffer_floats, buffers, err)
+                 : 0;
 }
 
-int kd_trainer_write_params(kd_trainer *t, const float *host, kd_error *err) {
-  return kd_write_floats(t->dev, t->params.buf, 0, t->model->param_floats, host, err);
+int kd_trainer_write_params(kd_trainer *t, const float *params, const float *buffers,
+                            kd_error *err) {
+  if (kd_write_floats(t->dev, t->params.buf, 0, t->model->param_floats, params, err)) return -1;
+  return buffers ? kd_write_floats(t->dev, t->buffers.buf, 0, t->model->buffer_floats, buffers, err)
+                 : 0;
 }

@@ -8,10 +8,20 @@
 #include <stdint.h>
 
 #include "nn/arena.h"
+#include "nn/conv.h"
 #include "nn/distill_loss.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 #include "runtime/device.h"
+
+/* Where one layer's tensors live for the trainer's batch size. */
+typedef struct kd_layer_state {
+  size_t act_out;   /* output activations [B, out] in acts (flatten: its input's) */
+  size_t grad_out;  /* gradient w.r.t. the output [B, out] in dacts */
+  size_t aux, aux2; /* maxpool: argmax in acts; batch norm: saved mean, invstd in work */
+  size_t proj_grad; /* residual with projection: the projection's input gradient in dacts */
+  kd_conv2d_shape conv; /* conv2d geometry */
+} kd_layer_state;
 
 typedef struct kd_trainer {
   kd_device *dev;
@@ -20,11 +30,16 @@ typedef struct kd_trainer {
   size_t sample_size;      /* input features per row */
   kd_arena params, grads;  /* flat, laid out as model->params */
   kd_arena opt_state;      /* [state1 | state2], each laid out as params */
-  kd_arena acts;           /* normalised input, then every layer's output, [B, features] */
-  kd_arena work;           /* activation gradients (two ping-pong buffers), loss rows, norms */
+  kd_arena buffers;        /* batch-norm running statistics, laid out as model->buffers */
+  kd_arena acts;           /* normalised input, every layer's output, maxpool argmax */
+  kd_arena dacts;          /* gradients w.r.t. every layer's output */
+  kd_arena work;           /* loss rows, teacher rows, norms, conv scratch, batch-norm stats */
+  kd_layer_state *st;      /* per layer, indexed by kd_layer.id */
+  int64_t *bn_tracked;     /* num_batches_tracked of each batch norm (model->num_bn) */
   size_t act_in;           /* offset of the normalised input */
-  size_t *act_out;         /* offset of each layer's output (flatten aliases its input) */
-  size_t dact[2];          /* ping-pong buffers of B * max_features floats */
+  size_t input_grad;       /* its gradient slot (never computed) */
+  size_t logits_grad;      /* where the loss writes d(loss)/d(logits) */
+  size_t conv_ws;          /* conv scratch in work */
   size_t loss_rows;        /* B floats: per-row cross-entropy of the last step */
   size_t kd_rows;          /* B floats: per-row distillation term of the last step */
   size_t teacher_logits;   /* B * classes floats: offline dense teacher logits */
@@ -85,8 +100,10 @@ int kd_trainer_backward(kd_trainer *t, size_t n, uint64_t seed, int64_t step, kd
 int kd_trainer_optimizer_step(kd_trainer *t, const kd_optim_config *cfg, float lr, int64_t step,
                               kd_error *err);
 
-/* Host copies of the parameter arena (model->param_floats floats). */
-int kd_trainer_read_params(kd_trainer *t, float *host, kd_error *err);
-int kd_trainer_write_params(kd_trainer *t, const float *host, kd_error *err);
+/* Host copies of the parameter arena (model->param_floats floats) and of the buffers arena
+ * (model->buffer_floats floats); buffers may be NULL when the model has no batch norm. */
+int kd_trainer_read_params(kd_trainer *t, float *params, float *buffers, kd_error *err);
+int kd_trainer_write_params(kd_trainer *t, const float *params, const float *buffers,
+                            kd_error *err);
 
 #endif

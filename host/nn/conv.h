@@ -1,0 +1,62 @@
+/* 2-D convolution over NCHW tensors (PyTorch's nn.Conv2d with zero padding, groups = 1,
+ * dilation = 1) as a forward/backward launcher pair around kd_gemm. Every function enqueues
+ * only (no host sync) and returns 0, or -1 with a message in err.
+ *
+ * Formulation (host/nn/conv.c, kernels/conv.cl), with K = C*KH*KW, P = OH*OW and n images:
+ *   forward:  col[K, n*P] = im2col(x)                      (one launch)
+ *             Y[O, n*P]   = w[O, K] * col                  (one GEMM, NN)
+ *             y[n,O,OH,OW] = Y + b, reordered to NCHW       (one launch)
+ *   backward: col = im2col(x); D[O, n*P] = dy reordered     (two launches)
+ *             dw[O, K]  = D * col^T                         (one GEMM, NT)
+ *             db[O]     = row sums of D                     (one launch, if db)
+ *             dcol[K, n*P] = w^T * D; dx = col2im(dcol)     (GEMM TN + one launch, if dx)
+ * col/dcol and Y/D live in the caller's workspace (kd_conv2d_workspace_floats). col2im is a
+ * gather (each input pixel sums the columns it fed, in a fixed order), so results are the same
+ * bits on every run for a given device and GEMM back end. */
+#ifndef KD_CONV_H
+#define KD_CONV_H
+
+#include <stddef.h>
+
+#include "nn/arena.h"
+#include "runtime/device.h"
+
+/* Geometry of one conv2d layer over a batch; PyTorch semantics (zero padding, floor division):
+ *   OH = (H + 2*pad - KH) / stride + 1, OW likewise.
+ * B: images per batch (the most a call may pass as n), C: input channels, H x W: input plane,
+ * O: output channels, KH x KW: kernel, stride and pad in pixels (the same along both axes). */
+typedef struct kd_conv2d_shape {
+  size_t B, C, H, W, O, KH, KW, stride, pad, OH, OW;
+} kd_conv2d_shape;
+
+/* Fills s (OH and OW computed) and validates: B, C, H, W, O, KH, KW, stride >= 1 (pad >= 0);
+ * the kernel no larger than the padded input ("kernel 5x5 is larger than the padded input
+ * 3x3"); every tensor (x, y, w, the workspace) and padded plane below 2^31 elements, products
+ * computed without overflow. -1 with a message naming the shape otherwise. */
+int kd_conv2d_shape_init(kd_conv2d_shape *s, size_t B, size_t C, size_t H, size_t W, size_t O,
+                         size_t KH, size_t KW, size_t stride, size_t pad, kd_error *err);
+
+/* Floats of scratch forward and backward need for a batch of s->B:
+ *   round_up(C*KH*KW * B*OH*OW, 16) + O * B*OH*OW
+ * (the column matrix, then the GEMM output / reordered dy). Depends on s only, so one
+ * reservation in the workspace arena serves every call and every layer in turn. */
+size_t kd_conv2d_workspace_floats(const kd_conv2d_shape *s);
+
+/* y[n,O,OH,OW] = conv(x[n,C,H,W], w[O,C,KH,KW]) + b[O] (b.buf NULL: no bias), for n images,
+ * 1 <= n <= s->B. workspace: kd_conv2d_workspace_floats(s) floats, overwritten. y must not
+ * overlap x, w, b or the workspace. Three launches (im2col, GEMM, reorder + bias). */
+int kd_conv2d_forward(kd_device *dev, const kd_conv2d_shape *s, size_t n, kd_ref y, kd_ref x,
+                      kd_ref w, kd_ref b, kd_ref workspace, kd_error *err);
+
+/* Gradients of kd_conv2d_forward given dy[n,O,OH,OW] and the forward input x[n,C,H,W]:
+ *   dx[n,C,H,W]   (dx.buf NULL: skipped, e.g. for the first layer; then w is not read)
+ *   dw[O,C,KH,KW]
+ *   db[O]         (db.buf NULL: none)
+ * Each overwritten, not accumulated; no atomics, so deterministic. workspace as for forward
+ * (its contents from forward are not needed). Outputs must not overlap inputs or the
+ * workspace. Four launches plus one for db and two for dx. */
+int kd_conv2d_backward(kd_device *dev, const kd_conv2d_shape *s, size_t n, kd_ref dx, kd_ref dw,
+                       kd_ref db, kd_ref dy, kd_ref x, kd_ref w, kd_ref workspace,
+                       kd_error *err);
+
+#endif

@@ -1,0 +1,97 @@
+/* Named tensors <-> host copies of the parameter and buffer arenas. */
+#include "train/state_dict.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/h5util.h"
+
+static void set_tensor(kd_named_tensor *t, const kd_param *p, float *base) {
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "%s", p->name);
+  t->ndim = p->ndim;
+  memcpy(t->shape, p->shape, sizeof t->shape);
+  t->data = base + p->off;
+}
+
+int kd_state_dict_build(const kd_model *m, float *params, float *buffers, int64_t *bn_tracked,
+                        kd_named_tensor **out, int *count, kd_error *err) {
+  int n = m->num_params + m->num_buffers + m->num_bn;
+  kd_named_tensor *t = calloc((size_t)n, sizeof *t);
+  if (!t) return kd_fail(err, "out of host memory");
+  int k = 0;
+  for (int i = 0; i < m->num_params; i++) set_tensor(&t[k++], &m->params[i], params);
+  for (int i = 0; i < m->num_buffers; i++) set_tensor(&t[k++], &m->buffers[i], buffers);
+  for (int i = 0; i < m->num_bn; i++, k++) {
+    snprintf(t[k].name, sizeof t[k].name, "%s.num_batches_tracked", m->bn_keys[i]);
+    t[k].ndim = 0;
+    t[k].idata = &bn_tracked[i];
+  }
+  *out = t;
+  *count = n;
+  return 0;
+}
+
+static const kd_named_tensor *find(const kd_checkpoint *ck, const char *name) {
+  for (int k = 0; k < ck->num_model; k++)
+    if (!strcmp(ck->model[k].name, name)) return &ck->model[k];
+  return NULL;
+}
+
+static int copy_from(const kd_checkpoint *ck, const char *path, const kd_param *p, float *base,
+                     kd_error *err) {
+  const kd_named_tensor *t = find(ck, p->name);
+  if (!t) return kd_fail(err, "%s: no /model/%s", path, p->name);
+  int same = t->ndim == p->ndim;
+  for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+  if (!same) {
+    char have[96], want[96];
+    kd_h5_format_shape(have, sizeof have, t->ndim, t->shape);
+    kd_h5_format_shape(want, sizeof want, p->ndim, p->shape);
+    return kd_fail(err, "%s: /model/%s has shape %s but the model needs %s", path, p->name, have,
+                   want);
+  }
+  memcpy(base + p->off, t->data, p->numel * sizeof(float));
+  return 0;
+}
+
+int kd_state_dict_from_checkpoint(const kd_model *m, const kd_checkpoint *ck, const char *path,
+                                  float *params, float *buffers, int64_t *bn_tracked,
+                                  kd_error *err) {
+  for (int i = 0; i < m->num_params; i++)
+    if (copy_from(ck, path, &m->params[i], params, err)) return -1;
+  for (int i = 0; i < m->num_buffers; i++)
+    if (copy_from(ck, path, &m->buffers[i], buffers, err)) return -1;
+  for (int i = 0; i < m->num_bn; i++) {
+    char name[128];
+    snprintf(name, sizeof name, "%s.num_batches_tracked", m->bn_keys[i]);
+    const kd_named_tensor *t = find(ck, name);
+    bn_tracked[i] = t && t->idata ? t->idata[0] : 0;
+  }
+  return 0;
+}
+
+int kd_state_dict_from_file(const kd_model *m, const char *path, float *params, float *buffers,
+                            int64_t *bn_tracked, kd_error *err) {
+  hid_t file;
+  if (kd_h5_open_read(path, &file, err)) return -1;
+  int rc = 0;
+  for (int i = 0; i < m->num_params && rc == 0; i++) {
+    const kd_param *p = &m->params[i];
+    rc = kd_h5_read_model_tensor(file, path, p->name, p->ndim, p->shape, params + p->off, err);
+  }
+  for (int i = 0; i < m->num_buffers && rc == 0; i++) {
+    const kd_param *p = &m->buffers[i];
+    rc = kd_h5_read_model_tensor(file, path, p->name, p->ndim, p->shape, buffers + p->off, err);
+  }
+  for (int i = 0; i < m->num_bn && rc == 0; i++) {
+    char name[128];
+    int found;
+    snprintf(name, sizeof name, "%s.num_batches_tracked", m->bn_keys[i]);
+    bn_tracked[i] = 0;
+    rc = kd_h5_read_model_int64(file, path, name, &bn_tracked[i], &found, err);
+  }
+  H5Fclose(file);
+  return rc;
+}
