@@ -1,11 +1,13 @@
 /* Batch normalisation (host/nn/batchnorm.c) over x viewed as [n, C, S]: batchnorm1d is S = 1,
- * batchnorm2d S = H*W. Channel c owns the N = n*S values x[(i*C + c)*S + s]. Training mode
- * and backward run one work-group of KD_BN_WG work-items per channel: each work-item walks
- * every KD_BN_WG-th value of its channel in a fixed order and the group combines them with a
- * fixed binary tree in local memory, so results are the same bits on every run. */
+ * batchnorm2d S = H*W. Channel c owns the N = n*S values x[(i*C + c)*S + s]. Every kernel
+ * runs one work-group of KD_BN_WG work-items per channel: each work-item walks its share of
+ * the channel's segments (below) in a fixed order and the group combines the work-items'
+ * partials with a fixed binary tree in local memory, so results are the same bits on every
+ * run. Segments are contiguous and processed four floats at a time, which is what makes this
+ * fast on CPUs (PoCL runs a work-item's loop as plain SIMD code). */
 
 #ifndef KD_BN_WG
-#define KD_BN_WG 256 /* host/nn/batchnorm.c has the same default */
+#define KD_BN_WG 256 /* host/nn/batchnorm.h has the same default */
 #endif
 #if (KD_BN_WG & (KD_BN_WG - 1)) != 0
 #error "KD_BN_WG must be a power of two (the channel reductions are binary trees)"
@@ -16,94 +18,155 @@
 #define KD_REQD_WG_BN
 #endif
 
-/* Sums of the .x and .y of one value per work-item over the work-group; every work-item gets
- * the result. All work-items of the group must call it (it has barriers). */
-float2 kd_bn_group_sum2(float2 v, __local float2 *scratch) {
+/* Sums of one float2 per work-item over the work-group; every work-item gets the result. All
+ * work-items of the group must call it (it has barriers). */
+float2 kd_bn_group_sum2(float2 v, __local float4 *scratch) {
   uint lid = get_local_id(0);
-  scratch[lid] = v;
+  scratch[lid] = (float4)(v, 0.0f, 0.0f);
   barrier(CLK_LOCAL_MEM_FENCE);
   for (uint s = KD_BN_WG / 2; s > 0; s >>= 1) {
     if (lid < s) scratch[lid] += scratch[lid + s];
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  float2 r = scratch[0];
+  float2 r = scratch[0].xy;
   barrier(CLK_LOCAL_MEM_FENCE); /* scratch is free for the next reduction */
   return r;
 }
 
-/* The walk over the values of channel c that one work-item owns: j = lid, lid + KD_BN_WG, ...
- * while j < N, as (i, s) = (j / S, j % S) stepped without a division per value, and
- * q = (i*C + c)*S + s, the value's index relative to a tensor's offset. */
-typedef struct kd_bn_walk {
-  uint i, s, q;
-} kd_bn_walk;
-
-kd_bn_walk kd_bn_walk_start(uint lid, uint c, uint C, uint S) {
-  kd_bn_walk w;
-  w.i = lid / S;
-  w.s = lid % S;
-  w.q = (w.i * C + c) * S + w.s;
-  return w;
+/* Chan et al.'s merge of two partial statistics (count, mean, M2 = sum of squared deviations
+ * from the mean) held in .x, .y, .z. */
+float4 kd_bn_merge(float4 a, float4 b) {
+  if (b.x == 0.0f) return a;
+  if (a.x == 0.0f) return b;
+  float n = a.x + b.x, d = b.y - a.y, f = b.x / n;
+  return (float4)(n, a.y + d * f, a.z + b.z + d * d * a.x * f, 0.0f);
 }
 
-/* j += KD_BN_WG: i += KD_BN_WG / S, s += KD_BN_WG % S, carrying s into i. */
-kd_bn_walk kd_bn_walk_next(kd_bn_walk w, uint C, uint S) {
-  uint di = KD_BN_WG / S, ds = KD_BN_WG % S;
-  w.i += di;
-  w.s += ds;
-  w.q += di * C * S + ds;
-  if (w.s >= S) {
-    w.s -= S;
-    w.i += 1u;
-    w.q += C * S - S;
+/* The merged statistics of one per work-item over the work-group, by a fixed binary tree;
+ * every work-item gets the result. */
+float4 kd_bn_group_merge(float4 v, __local float4 *scratch) {
+  uint lid = get_local_id(0);
+  scratch[lid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = KD_BN_WG / 2; s > 0; s >>= 1) {
+    if (lid < s) scratch[lid] = kd_bn_merge(scratch[lid], scratch[lid + s]);
+    barrier(CLK_LOCAL_MEM_FENCE);
   }
+  float4 r = scratch[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return r;
+}
+
+/* Channel c's N values lie in n rows of S contiguous floats, row i at (i*C + c)*S. Each row is
+ * cut into U = ceil(S / L) segments of L floats (the last one shorter), and work-item lid
+ * takes segments u = lid, lid + KD_BN_WG, ... of the n*U, as (i, g) = (u / U, u % U) stepped
+ * without a division per segment; q is the segment's first index relative to a tensor's
+ * offset and len its length. Within a segment, values go four at a time (vload4), so a CPU
+ * runs SIMD over contiguous memory. */
+typedef struct kd_bn_seg {
+  uint i, g, q, len;
+} kd_bn_seg;
+
+kd_bn_seg kd_bn_seg_at(kd_bn_seg w, uint S, uint L) {
+  w.len = min(L, S - w.g * L);
   return w;
 }
 
-#define KD_BN_FOR_CHANNEL(w) \
-  for (kd_bn_walk w = kd_bn_walk_start(lid, c, C, S); w.i < n; w = kd_bn_walk_next(w, C, S))
+kd_bn_seg kd_bn_seg_start(uint lid, uint c, uint C, uint S, uint L, uint U) {
+  kd_bn_seg w;
+  w.i = lid / U;
+  w.g = lid % U;
+  w.q = (w.i * C + c) * S + w.g * L;
+  return kd_bn_seg_at(w, S, L);
+}
 
-/* Training-mode forward for channel c = group id:
+/* u += KD_BN_WG: i += KD_BN_WG / U, g += KD_BN_WG % U, carrying g into i. */
+kd_bn_seg kd_bn_seg_next(kd_bn_seg w, uint C, uint S, uint L, uint U) {
+  uint di = KD_BN_WG / U, dg = KD_BN_WG % U;
+  w.i += di;
+  w.g += dg;
+  w.q += di * C * S + dg * L;
+  if (w.g >= U) {
+    w.g -= U;
+    w.i += 1u;
+    w.q += C * S - U * L;
+  }
+  return kd_bn_seg_at(w, S, L);
+}
+
+#define KD_BN_FOR_SEGMENTS(w)                                                    \
+  for (kd_bn_seg w = kd_bn_seg_start(get_local_id(0), c, C, S, L, U); w.i < n; \
+       w = kd_bn_seg_next(w, C, S, L, U))
+
+/* Sum of p[0..len) in a fixed order: four lanes, then the lanes and the tail. */
+float kd_bn_sum(__global const float *p, uint len) {
+  float4 a = (float4)(0.0f);
+  uint t = 0;
+  for (; t + 4 <= len; t += 4) a += vload4(0, p + t);
+  float s = (a.x + a.y) + (a.z + a.w);
+  for (; t < len; t++) s += p[t];
+  return s;
+}
+
+/* Sum of (p[t] - m)^2 over [0, len), same order. */
+float kd_bn_sum_sq(__global const float *p, uint len, float m) {
+  float4 a = (float4)(0.0f);
+  uint t = 0;
+  for (; t + 4 <= len; t += 4) {
+    float4 d = vload4(0, p + t) - m;
+    a += d * d;
+  }
+  float s = (a.x + a.y) + (a.z + a.w);
+  for (; t < len; t++) {
+    float d = p[t] - m;
+    s += d * d;
+  }
+  return s;
+}
+
+/* Training-mode forward for channel c = group id, with L floats per segment (host's choice):
  *   mean = (1/N) sum x,  var = (1/N) sum (x - mean)^2 (biased),  invstd = 1/sqrt(var + eps)
  *   y = (x - mean) * invstd * gamma[c] + beta[c]
  *   save_mean[c] = mean, save_invstd[c] = invstd
  *   running_mean[c] = (1 - momentum) running_mean[c] + momentum mean
  *   running_var[c]  = (1 - momentum) running_var[c]  + momentum var N/(N-1)   (N > 1: host)
- * Accuracy: pass 1 sums x - x0 (x0 the channel's first value, so large means do not eat the
- * float mantissa), pass 2 sums (x - mean)^2 with the corrected two-pass term
- * -(sum (x - mean))^2 / N that cancels the rounding of mean; pass 3 writes y. y may alias x
- * (each value is read and written by the same work-item after the statistics). */
+ * Statistics in one read of x: each segment's mean and M2 = sum (x - segment mean)^2 by two
+ * passes over the segment (the second from cache), combined with Chan et al.'s pairwise
+ * merge in a fixed order (per work-item, then the group tree). Deviations are always taken
+ * from a nearby mean, so a large mean costs no accuracy. A second read of x writes y. y may
+ * alias x (each value is read and written by the same work-item after the statistics). */
 __kernel KD_REQD_WG_BN void kd_batchnorm_forward_train(
     __global float *y, uint y_off, __global const float *x, uint x_off,
     __global const float *gamma, uint g_off, __global const float *beta, uint b_off,
     __global float *running_mean, uint rm_off, __global float *running_var, uint rv_off,
     __global float *save_mean, uint sm_off, __global float *save_invstd, uint si_off, uint n,
-    uint C, uint S, float momentum, float eps) {
-  __local float2 scratch[KD_BN_WG];
+    uint C, uint S, uint L, float momentum, float eps) {
+  __local float4 scratch[KD_BN_WG];
   uint c = get_group_id(0);
   if (c >= C) return; /* whole group leaves together */
-  uint lid = get_local_id(0);
+  uint U = (S + L - 1) / L;
   __global const float *xc = x + x_off;
-  float N = (float)(n * S);
 
-  float x0 = xc[c * S];
-  float acc = 0.0f;
-  KD_BN_FOR_CHANNEL(w) acc += xc[w.q] - x0;
-  float mean = x0 + kd_bn_group_sum2((float2)(acc, 0.0f), scratch).x / N;
-
-  float2 acc2 = (float2)(0.0f, 0.0f);
-  KD_BN_FOR_CHANNEL(w) {
-    float d = xc[w.q] - mean;
-    acc2 += (float2)(d, d * d);
+  float4 st = (float4)(0.0f);
+  KD_BN_FOR_SEGMENTS(w) {
+    float cnt = (float)w.len;
+    float m = kd_bn_sum(xc + w.q, w.len) / cnt;
+    st = kd_bn_merge(st, (float4)(cnt, m, kd_bn_sum_sq(xc + w.q, w.len, m), 0.0f));
   }
-  float2 m = kd_bn_group_sum2(acc2, scratch);
-  float var = fmax((m.y - m.x * m.x / N) / N, 0.0f);
+  st = kd_bn_group_merge(st, scratch);
+  float N = (float)(n * S), mean = st.y, var = st.z / N; /* st.x is N as a float sum */
   float invstd = 1.0f / sqrt(var + eps);
 
   float scale = invstd * gamma[g_off + c], shift = beta[b_off + c];
-  KD_BN_FOR_CHANNEL(w) y[y_off + w.q] = (xc[w.q] - mean) * scale + shift;
+  KD_BN_FOR_SEGMENTS(w) {
+    __global const float *p = xc + w.q;
+    __global float *o = y + y_off + w.q;
+    uint t = 0;
+    for (; t + 4 <= w.len; t += 4) vstore4((vload4(0, p + t) - mean) * scale + shift, 0, o + t);
+    for (; t < w.len; t++) o[t] = (p[t] - mean) * scale + shift;
+  }
 
-  if (lid == 0) {
+  if (get_local_id(0) == 0) {
     save_mean[sm_off + c] = mean;
     save_invstd[si_off + c] = invstd;
     running_mean[rm_off + c] = (1.0f - momentum) * running_mean[rm_off + c] + momentum * mean;
@@ -112,20 +175,27 @@ __kernel KD_REQD_WG_BN void kd_batchnorm_forward_train(
   }
 }
 
-/* Evaluation-mode forward, one work-item per element:
- * y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c]. y may alias
- * x. */
-__kernel KD_REQD_WG_1D void kd_batchnorm_forward_eval(
+/* Evaluation-mode forward for channel c = group id, over the same segments as the training
+ * forward: y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c]. y may
+ * alias x. */
+__kernel KD_REQD_WG_BN void kd_batchnorm_forward_eval(
     __global float *y, uint y_off, __global const float *x, uint x_off,
     __global const float *gamma, uint g_off, __global const float *beta, uint b_off,
     __global const float *running_mean, uint rm_off, __global const float *running_var,
-    uint rv_off, uint total, uint C, uint S, float eps) {
-  uint j = get_global_id(0);
-  if (j >= total) return;
-  uint c = (j / S) % C;
-  float invstd = 1.0f / sqrt(running_var[rv_off + c] + eps);
-  y[y_off + j] = (x[x_off + j] - running_mean[rm_off + c]) * (invstd * gamma[g_off + c]) +
-                 beta[b_off + c];
+    uint rv_off, uint n, uint C, uint S, uint L, float eps) {
+  uint c = get_group_id(0);
+  if (c >= C) return;
+  uint U = (S + L - 1) / L;
+  float mean = running_mean[rm_off + c];
+  float scale = (1.0f / sqrt(running_var[rv_off + c] + eps)) * gamma[g_off + c];
+  float shift = beta[b_off + c];
+  KD_BN_FOR_SEGMENTS(w) {
+    __global const float *p = x + x_off + w.q;
+    __global float *o = y + y_off + w.q;
+    uint t = 0;
+    for (; t + 4 <= w.len; t += 4) vstore4((vload4(0, p + t) - mean) * scale + shift, 0, o + t);
+    for (; t < w.len; t++) o[t] = (p[t] - mean) * scale + shift;
+  }
 }
 
 /* Backward of the training-mode forward for channel c = group id, with
@@ -133,36 +203,52 @@ __kernel KD_REQD_WG_1D void kd_batchnorm_forward_eval(
  *   dbeta[c]  = sum dy
  *   dgamma[c] = sum dy * xhat
  *   dx = gamma[c] * invstd * (dy - dbeta[c]/N - xhat * dgamma[c]/N)      (when want_dx)
- * dx may alias dy (all of dy is summed before any dx is written, and each value is then read
- * and written by the same work-item). */
+ * Same segments as the forward. dx may alias dy (all of dy is summed before any dx is
+ * written, and each value is then read and written by the same work-item). */
 __kernel KD_REQD_WG_BN void kd_batchnorm_backward(
     __global float *dx, uint dx_off, int want_dx, __global float *dgamma, uint dg_off,
     __global float *dbeta, uint db_off, __global const float *dy, uint dy_off,
     __global const float *x, uint x_off, __global const float *gamma, uint g_off,
     __global const float *save_mean, uint sm_off, __global const float *save_invstd,
-    uint si_off, uint n, uint C, uint S) {
-  __local float2 scratch[KD_BN_WG];
+    uint si_off, uint n, uint C, uint S, uint L) {
+  __local float4 scratch[KD_BN_WG];
   uint c = get_group_id(0);
   if (c >= C) return;
-  uint lid = get_local_id(0);
+  uint U = (S + L - 1) / L;
   float N = (float)(n * S);
   float mean = save_mean[sm_off + c], invstd = save_invstd[si_off + c];
+  __global const float *xc = x + x_off, *gc = dy + dy_off;
 
-  float2 acc = (float2)(0.0f, 0.0f);
-  KD_BN_FOR_CHANNEL(w) {
-    float g = dy[dy_off + w.q];
-    acc += (float2)(g, g * (x[x_off + w.q] - mean));
+  float2 acc = (float2)(0.0f);
+  KD_BN_FOR_SEGMENTS(w) {
+    __global const float *px = xc + w.q, *pg = gc + w.q;
+    float4 a = (float4)(0.0f), b = (float4)(0.0f);
+    uint t = 0;
+    for (; t + 4 <= w.len; t += 4) {
+      float4 g = vload4(0, pg + t);
+      a += g;
+      b += g * (vload4(0, px + t) - mean);
+    }
+    float2 s = (float2)((a.x + a.y) + (a.z + a.w), (b.x + b.y) + (b.z + b.w));
+    for (; t < w.len; t++) s += (float2)(pg[t], pg[t] * (px[t] - mean));
+    acc += s;
   }
   float2 sums = kd_bn_group_sum2(acc, scratch);
   float db = sums.x, dg = sums.y * invstd;
-  if (lid == 0) {
+  if (get_local_id(0) == 0) {
     dbeta[db_off + c] = db;
     dgamma[dg_off + c] = dg;
   }
   if (!want_dx) return;
   float k = gamma[g_off + c] * invstd, mdb = db / N, mdg = dg / N;
-  KD_BN_FOR_CHANNEL(w) {
-    float xhat = (x[x_off + w.q] - mean) * invstd;
-    dx[dx_off + w.q] = k * (dy[dy_off + w.q] - mdb - xhat * mdg);
+  KD_BN_FOR_SEGMENTS(w) {
+    __global const float *px = xc + w.q, *pg = gc + w.q;
+    __global float *o = dx + dx_off + w.q;
+    uint t = 0;
+    for (; t + 4 <= w.len; t += 4) {
+      float4 xhat = (vload4(0, px + t) - mean) * invstd;
+      vstore4(k * (vload4(0, pg + t) - mdb - xhat * mdg), 0, o + t);
+    }
+    for (; t < w.len; t++) o[t] = k * (pg[t] - mdb - (px[t] - mean) * invstd * mdg);
   }
 }

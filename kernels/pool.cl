@@ -2,10 +2,20 @@
  * backward), average with count_include_pad=True, and global average. A "plane" is one (n, c)
  * H x W image; windows start at oh*stride - pad and are clipped to the plane (the host
  * guarantees every window holds at least one real element). Forward passes: one work-item per
- * output element; backward passes are gathers, one work-item per input element, summing the
- * windows it belongs to in row-major output order (deterministic, no atomics). */
+ * output row. Backward passes: one work-item per input row, which gathers from the windows
+ * overlapping its row, in row-major window order, into that row only (no other work-item
+ * writes it: deterministic, no atomics); each element thus sums its windows in row-major
+ * order. Rows rather than elements keep integer division (no SIMD form on CPUs) out of the
+ * per-element work. */
 
-/* The output rows [*lo, *hi) whose windows contain input row h (same for columns):
+/* x / d for an invariant divisor d passed as (m, sh) from the host (Granlund & Montgomery's
+ * multiply-and-shift, exact for every 32-bit x; fastdiv in host/nn/pool.c). */
+uint kd_pool_udiv(uint x, uint m, uint sh) {
+  uint t = mul_hi(x, m);
+  return (t + ((x - t) >> (sh & 255u))) >> (sh >> 8);
+}
+
+/* The output rows [*lo, *hi) whose windows contain input row h (the same for columns):
  * oh*stride - pad <= h < oh*stride - pad + size, clipped to [0, O). */
 void kd_pool_window_range(uint h, uint pad, uint size, uint stride, uint O, uint *lo,
                           uint *hi) {
@@ -16,96 +26,115 @@ void kd_pool_window_range(uint h, uint pad, uint size, uint stride, uint O, uint
 
 /* y[p, oh, ow] = max of x[p] over the window (padding never wins: it acts as -inf);
  * argmax[p, oh, ow] = h*W + w of that element. Ties keep the first element in row-major window
- * order; a NaN wins over numbers (the last NaN seen), both as on PyTorch's CPU. */
+ * order; a NaN wins over numbers (the last NaN seen), both as on PyTorch's CPU. One work-item
+ * per output row (p, oh). */
 __kernel KD_REQD_WG_1D void kd_maxpool2d_forward(__global float *y, uint y_off,
                                                  __global int *argmax, uint am_off,
                                                  __global const float *x, uint x_off,
                                                  uint planes, uint H, uint W, uint OH, uint OW,
                                                  uint size, uint stride, uint pad) {
-  uint o = get_global_id(0);
-  uint OHW = OH * OW;
-  if (o >= planes * OHW) return;
-  uint p = o / OHW, r = o - p * OHW, oh = r / OW, ow = r - oh * OW;
-  int h0 = (int)(oh * stride) - (int)pad, w0 = (int)(ow * stride) - (int)pad;
+  uint ro = get_global_id(0);
+  if (ro >= planes * OH) return;
+  uint p = ro / OH, oh = ro - p * OH;
+  int h0 = (int)(oh * stride) - (int)pad;
   int hs = max(h0, 0), he = min(h0 + (int)size, (int)H);
-  int ws = max(w0, 0), we = min(w0 + (int)size, (int)W);
   __global const float *xp = x + x_off + p * H * W;
-  float best = -INFINITY;
-  int bi = hs * (int)W + ws;
-  for (int h = hs; h < he; h++)
-    for (int w = ws; w < we; w++) {
-      int idx = h * (int)W + w;
-      float v = xp[idx];
-      if (v > best || isnan(v)) {
-        best = v;
-        bi = idx;
+  __global float *yr = y + y_off + ro * OW;
+  __global int *ar = argmax + am_off + ro * OW;
+  for (uint ow = 0; ow < OW; ow++) {
+    int w0 = (int)(ow * stride) - (int)pad;
+    int ws = max(w0, 0), we = min(w0 + (int)size, (int)W);
+    float best = -INFINITY;
+    int bi = hs * (int)W + ws;
+    for (int h = hs; h < he; h++)
+      for (int w = ws; w < we; w++) {
+        int idx = h * (int)W + w;
+        float v = xp[idx];
+        if (v > best || isnan(v)) {
+          best = v;
+          bi = idx;
+        }
       }
-    }
-  y[y_off + o] = best;
-  argmax[am_off + o] = bi;
+    yr[ow] = best;
+    ar[ow] = bi;
+  }
 }
 
 /* dx[p, h, w] = sum of dy[p, oh, ow] over the windows containing (h, w) whose argmax is
- * h*W + w (overwrites). */
+ * h*W + w (overwrites). One work-item per input row (p, h): it zeroes its row, then walks the
+ * windows that overlap the row in row-major order and adds each one's dy where its argmax
+ * falls in the row. Every element thus sums its windows in row-major order, the same as a
+ * gather per element, with no write outside the work-item's own row. */
 __kernel KD_REQD_WG_1D void kd_maxpool2d_backward(__global float *dx, uint dx_off,
                                                   __global const float *dy, uint dy_off,
                                                   __global const int *argmax, uint am_off,
                                                   uint planes, uint H, uint W, uint OH, uint OW,
                                                   uint size, uint stride, uint pad) {
-  uint i = get_global_id(0);
-  uint HW = H * W;
-  if (i >= planes * HW) return;
-  uint p = i / HW, r = i - p * HW, h = r / W, w = r - h * W;
-  uint oh_lo, oh_hi, ow_lo, ow_hi;
+  uint ri = get_global_id(0);
+  if (ri >= planes * H) return;
+  uint p = ri / H, h = ri - p * H;
+  uint oh_lo, oh_hi;
   kd_pool_window_range(h, pad, size, stride, OH, &oh_lo, &oh_hi);
-  kd_pool_window_range(w, pad, size, stride, OW, &ow_lo, &ow_hi);
-  uint base = p * OH * OW;
-  __global const int *am = argmax + am_off + base;
-  __global const float *g = dy + dy_off + base;
-  float acc = 0.0f;
+  __global const int *am = argmax + am_off + p * OH * OW;
+  __global const float *g = dy + dy_off + p * OH * OW;
+  __global float *dr = dx + dx_off + ri * W;
+  for (uint w = 0; w < W; w++) dr[w] = 0.0f;
+  int row0 = (int)(h * W);
   for (uint oh = oh_lo; oh < oh_hi; oh++)
-    for (uint ow = ow_lo; ow < ow_hi; ow++)
-      if (am[oh * OW + ow] == (int)r) acc += g[oh * OW + ow];
-  dx[dx_off + i] = acc;
+    for (uint ow = 0; ow < OW; ow++) {
+      uint col = (uint)(am[oh * OW + ow] - row0); /* >= W when the argmax is in another row */
+      if (col < W) dr[col] += g[oh * OW + ow];
+    }
 }
 
 /* y[p, oh, ow] = (sum of x[p] over the window's real elements) / (size*size): padding counts
- * as zeros (count_include_pad=True). */
+ * as zeros (count_include_pad=True). One work-item per output row (p, oh). */
 __kernel KD_REQD_WG_1D void kd_avgpool2d_forward(__global float *y, uint y_off,
                                                  __global const float *x, uint x_off,
                                                  uint planes, uint H, uint W, uint OH, uint OW,
                                                  uint size, uint stride, uint pad) {
-  uint o = get_global_id(0);
-  uint OHW = OH * OW;
-  if (o >= planes * OHW) return;
-  uint p = o / OHW, r = o - p * OHW, oh = r / OW, ow = r - oh * OW;
-  int h0 = (int)(oh * stride) - (int)pad, w0 = (int)(ow * stride) - (int)pad;
+  uint ro = get_global_id(0);
+  if (ro >= planes * OH) return;
+  uint p = ro / OH, oh = ro - p * OH;
+  int h0 = (int)(oh * stride) - (int)pad;
   int hs = max(h0, 0), he = min(h0 + (int)size, (int)H);
-  int ws = max(w0, 0), we = min(w0 + (int)size, (int)W);
   __global const float *xp = x + x_off + p * H * W;
-  float acc = 0.0f;
-  for (int h = hs; h < he; h++)
-    for (int w = ws; w < we; w++) acc += xp[h * (int)W + w];
-  y[y_off + o] = acc / (float)(size * size);
+  __global float *yr = y + y_off + ro * OW;
+  float div = (float)(size * size);
+  for (uint ow = 0; ow < OW; ow++) {
+    int w0 = (int)(ow * stride) - (int)pad;
+    int ws = max(w0, 0), we = min(w0 + (int)size, (int)W);
+    float acc = 0.0f;
+    for (int h = hs; h < he; h++)
+      for (int w = ws; w < we; w++) acc += xp[h * (int)W + w];
+    yr[ow] = acc / div;
+  }
 }
 
-/* dx[p, h, w] = (sum of dy[p, oh, ow] over the windows containing (h, w)) / (size*size). */
+/* dx[p, h, w] = (sum of dy[p, oh, ow] over the windows containing (h, w)) / (size*size). One
+ * work-item per input row (p, h), walking the windows that overlap its row in row-major order
+ * as in kd_maxpool2d_backward, then dividing the row. */
 __kernel KD_REQD_WG_1D void kd_avgpool2d_backward(__global float *dx, uint dx_off,
                                                   __global const float *dy, uint dy_off,
                                                   uint planes, uint H, uint W, uint OH, uint OW,
                                                   uint size, uint stride, uint pad) {
-  uint i = get_global_id(0);
-  uint HW = H * W;
-  if (i >= planes * HW) return;
-  uint p = i / HW, r = i - p * HW, h = r / W, w = r - h * W;
-  uint oh_lo, oh_hi, ow_lo, ow_hi;
+  uint ri = get_global_id(0);
+  if (ri >= planes * H) return;
+  uint p = ri / H, h = ri - p * H;
+  uint oh_lo, oh_hi;
   kd_pool_window_range(h, pad, size, stride, OH, &oh_lo, &oh_hi);
-  kd_pool_window_range(w, pad, size, stride, OW, &ow_lo, &ow_hi);
   __global const float *g = dy + dy_off + p * OH * OW;
-  float acc = 0.0f;
+  __global float *dr = dx + dx_off + ri * W;
+  for (uint w = 0; w < W; w++) dr[w] = 0.0f;
   for (uint oh = oh_lo; oh < oh_hi; oh++)
-    for (uint ow = ow_lo; ow < ow_hi; ow++) acc += g[oh * OW + ow];
-  dx[dx_off + i] = acc / (float)(size * size);
+    for (uint ow = 0; ow < OW; ow++) {
+      int w0 = (int)(ow * stride) - (int)pad;
+      int ws = max(w0, 0), we = min(w0 + (int)size, (int)W);
+      float v = g[oh * OW + ow];
+      for (int w = ws; w < we; w++) dr[w] += v;
+    }
+  float div = (float)(size * size);
+  for (uint w = 0; w < W; w++) dr[w] = dr[w] / div;
 }
 
 /* y[p] = (sum of x[p, 0..HW)) / HW: one work-item per plane, summed in order. */
@@ -120,11 +149,12 @@ __kernel KD_REQD_WG_1D void kd_global_avgpool_forward(__global float *y, uint y_
   y[y_off + p] = acc / (float)HW;
 }
 
-/* dx[p, j] = dy[p] / HW. */
+/* dx[p, j] = dy[p] / HW; (d_hw_m, d_hw_s) divide by HW. */
 __kernel KD_REQD_WG_1D void kd_global_avgpool_backward(__global float *dx, uint dx_off,
                                                        __global const float *dy, uint dy_off,
-                                                       uint planes, uint HW) {
+                                                       uint planes, uint HW, uint d_hw_m,
+                                                       uint d_hw_s) {
   uint i = get_global_id(0);
   if (i >= planes * HW) return;
-  dx[dx_off + i] = dy[dy_off + i / HW] / (float)HW;
+  dx[dx_off + i] = dy[dy_off + kd_pool_udiv(i, d_hw_m, d_hw_s)] / (float)HW;
 }

@@ -19,14 +19,48 @@ class KdclModel(nn.Module):
     def __init__(self, spec):
         super().__init__()
         self.spec = spec
-        self.layers = nn.Sequential(*build_layers(spec["input"], spec["layers"]))
+        layers, _ = build_layers(list(spec["input"]), spec["layers"])
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, x):
-        return self.layers(x)
+        return self.layers(x.reshape(x.shape[0], *self.spec["input"]))
 
 
-def build_layers(input_shape, layer_specs):
-    shape = list(input_shape)
+class GlobalAvgPool(nn.Module):
+    """kdcl's global_avgpool: [N, C, H, W] -> [N, C]."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class Residual(nn.Module):
+    """kdcl's residual block: layers(x) + x, or + projection(x) (1x1 conv, no bias)."""
+
+    def __init__(self, input_shape, spec):
+        super().__init__()
+        layers, out_shape = build_layers(list(input_shape), spec["layers"])
+        self.layers = nn.Sequential(*layers)
+        if spec.get("projection", False):
+            # the stride that maps the input onto the output, as kdcl picks it
+            stride = next(s for s in range(1, input_shape[1] + 1)
+                          if (input_shape[1] - 1) // s + 1 == out_shape[1]
+                          and (input_shape[2] - 1) // s + 1 == out_shape[2])
+            self.projection = nn.Conv2d(input_shape[0], out_shape[0], 1, stride=stride, bias=False)
+        else:
+            self.projection = None
+        self.out_shape = out_shape
+
+    def forward(self, x):
+        skip = x if self.projection is None else self.projection(x)
+        return self.layers(x) + skip
+
+
+def _window(size, k, stride, pad):
+    return (size + 2 * pad - k) // stride + 1
+
+
+def build_layers(shape, layer_specs):
+    """The modules of a spec's layer list, and the output shape."""
     out = []
     for i, ls in enumerate(layer_specs):
         kind = ls["type"]
@@ -39,6 +73,31 @@ def build_layers(input_shape, layer_specs):
         elif kind == "dense":
             out.append(nn.Linear(shape[0], ls["units"], bias=ls.get("bias", True)))
             shape = [ls["units"]]
+        elif kind == "conv2d":
+            k = ls["kernel"]
+            kh, kw = (k, k) if isinstance(k, int) else k
+            stride, pad = ls.get("stride", 1), ls.get("padding", 0)
+            out.append(nn.Conv2d(shape[0], ls["filters"], (kh, kw), stride=stride, padding=pad,
+                                 bias=ls.get("bias", True)))
+            shape = [ls["filters"], _window(shape[1], kh, stride, pad),
+                     _window(shape[2], kw, stride, pad)]
+        elif kind in ("maxpool2d", "avgpool2d"):
+            size = ls["size"]
+            stride, pad = ls.get("stride", size), ls.get("padding", 0)
+            cls = nn.MaxPool2d if kind == "maxpool2d" else nn.AvgPool2d
+            out.append(cls(size, stride=stride, padding=pad))
+            shape = [shape[0], _window(shape[1], size, stride, pad),
+                     _window(shape[2], size, stride, pad)]
+        elif kind == "global_avgpool":
+            out.append(GlobalAvgPool())
+            shape = [shape[0]]
+        elif kind in ("batchnorm1d", "batchnorm2d"):
+            cls = nn.BatchNorm1d if kind == "batchnorm1d" else nn.BatchNorm2d
+            out.append(cls(shape[0], eps=ls.get("eps", 1e-5), momentum=ls.get("momentum", 0.1)))
+        elif kind == "residual":
+            block = Residual(shape, ls)
+            out.append(block)
+            shape = block.out_shape
         elif kind == "relu":
             out.append(nn.ReLU())
         elif kind == "gelu":
@@ -50,8 +109,8 @@ def build_layers(input_shape, layer_specs):
         elif kind == "dropout":
             out.append(nn.Dropout(ls["rate"]))
         else:
-            raise ValueError(f"layers[{i}]: layer type {kind!r} has no PyTorch twin here yet")
-    return out
+            raise ValueError(f"layers[{i}]: unknown layer type {kind!r}")
+    return out, shape
 
 
 def read_spec(path):
@@ -73,7 +132,8 @@ def load_checkpoint(path):
 
 
 def dataset_inputs(path):
-    """A kdcl dataset's inputs as float32 with its scale/mean/std applied, as kdcl does."""
+    """A kdcl dataset's inputs as float32 [N, ...] with its scale/mean/std applied, as kdcl
+    does (the model's forward reshapes them to its input shape)."""
     with h5py.File(path, "r") as f:
         x = f["inputs/x"]
         scale = float(x.attrs.get("scale", 1.0))

@@ -53,6 +53,8 @@ static void help(int distill) {
       "  --log FILE.jsonl         one JSON object per logged step and per epoch\n"
       "  --log-every N            steps between log records / progress updates (default 50)\n"
       "  --quiet                  no progress or summary lines on stderr\n"
+      "  --profile                time every kernel launch (serialises the queue) and print\n"
+      "                           each kernel's share of the device time at the end\n"
       "device:\n"
       "  --device SEL             index, cpu|gpu|accelerator, or name substring (env KDCL_DEVICE)\n"
       "  --gemm clblast|builtin   GEMM back end (default: clblast on GPUs, builtin elsewhere)\n"
@@ -80,7 +82,7 @@ enum {
   OPT_DEVICE, OPT_GEMM, OPT_KBIN, OPT_SEED, OPT_EPOCHS, OPT_BATCH, OPT_NO_SHUFFLE, OPT_QUIET,
   OPT_CKPT_EVERY, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_DAMPENING, OPT_NESTEROV, OPT_WD,
   OPT_BETAS, OPT_EPS, OPT_CLIP, OPT_SCHEDULE, OPT_WARMUP, OPT_STEP_EPOCHS, OPT_GAMMA, OPT_HELP,
-  OPT_TEACHER, OPT_LOSS, OPT_TEMPERATURE, OPT_ALPHA, OPT_BETA, OPT_SKEW, OPT_TOPK_MISSING
+  OPT_PROFILE, OPT_TEACHER, OPT_LOSS, OPT_TEMPERATURE, OPT_ALPHA, OPT_BETA, OPT_SKEW, OPT_TOPK_MISSING
 };
 
 static int parse_distill_flag(const char *cmd, int c, const char *arg, kd_train_options *o) {
@@ -152,6 +154,7 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
       {"lr-step-epochs", required_argument, 0, OPT_STEP_EPOCHS},
       {"lr-gamma", required_argument, 0, OPT_GAMMA},
       {"help", no_argument, 0, OPT_HELP},
+      {"profile", no_argument, 0, OPT_PROFILE},
       {"teacher", required_argument, 0, OPT_TEACHER},
       {"loss", required_argument, 0, OPT_LOSS},
       {"temperature", required_argument, 0, OPT_TEMPERATURE},
@@ -184,6 +187,7 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
       case OPT_KBIN: o.kernels_binary = optarg; break;
       case OPT_NO_SHUFFLE: o.shuffle = 0; break;
       case OPT_QUIET: o.quiet = 1; break;
+      case OPT_PROFILE: o.profile = 1; break;
       case OPT_NESTEROV: nesterov = 1; break;
       case OPT_HELP: help(distill); return KD_EXIT_OK;
       case OPT_GEMM:

@@ -33,6 +33,11 @@ static int check_eps(const char *op, float eps, kd_error *err) {
   return 0;
 }
 
+/* Floats per segment in the kernels (see kernels/batchnorm.cl): whole rows up to 256 floats,
+ * else 128-float pieces (measured on PoCL: [128, 64, 196] and [128, 32, 784] are fastest so;
+ * the choice depends on S only, so results do not depend on n or on the call). */
+static size_t segment_length(size_t S) { return S <= 256 ? S : 128; }
+
 /* gamma, beta and the other per-channel vectors. */
 static int check_channel_refs(const char *op, const char *const *names, const kd_ref *refs,
                               int count, size_t C, kd_error *err) {
@@ -66,7 +71,7 @@ int kd_batchnorm_forward_train(kd_device *dev, kd_ref y, kd_ref x, kd_ref gamma,
                 KD_MEM(running_mean.buf), KD_UINT(running_mean.off), KD_MEM(running_var.buf),
                 KD_UINT(running_var.off), KD_MEM(save_mean.buf), KD_UINT(save_mean.off),
                 KD_MEM(save_invstd.buf), KD_UINT(save_invstd.off), KD_UINT(n), KD_UINT(C),
-                KD_UINT(S), KD_FLOAT(momentum), KD_FLOAT(eps));
+                KD_UINT(S), KD_UINT(segment_length(S)), KD_FLOAT(momentum), KD_FLOAT(eps));
 }
 
 int kd_batchnorm_forward_eval(kd_device *dev, kd_ref y, kd_ref x, kd_ref gamma, kd_ref beta,
@@ -80,12 +85,12 @@ int kd_batchnorm_forward_eval(kd_device *dev, kd_ref y, kd_ref x, kd_ref gamma, 
   if (check_ref(op, "y", y, numel, err) || check_ref(op, "x", x, numel, err) ||
       check_channel_refs(op, names, refs, 4, C, err))
     return -1;
-  size_t g = numel, l = KD_WG;
+  size_t l = KD_BN_WG, g = C * l;
   return KD_RUN(dev, "kd_batchnorm_forward_eval", 1, &g, &l, err, KD_MEM(y.buf), KD_UINT(y.off),
                 KD_MEM(x.buf), KD_UINT(x.off), KD_MEM(gamma.buf), KD_UINT(gamma.off),
                 KD_MEM(beta.buf), KD_UINT(beta.off), KD_MEM(running_mean.buf),
                 KD_UINT(running_mean.off), KD_MEM(running_var.buf), KD_UINT(running_var.off),
-                KD_UINT(numel), KD_UINT(C), KD_UINT(S), KD_FLOAT(eps));
+                KD_UINT(n), KD_UINT(C), KD_UINT(S), KD_UINT(segment_length(S)), KD_FLOAT(eps));
 }
 
 int kd_batchnorm_backward(kd_device *dev, kd_ref dx, kd_ref dgamma, kd_ref dbeta, kd_ref dy,
@@ -107,5 +112,6 @@ int kd_batchnorm_backward(kd_device *dev, kd_ref dx, kd_ref dgamma, kd_ref dbeta
                 KD_MEM(dbeta.buf), KD_UINT(dbeta.off), KD_MEM(dy.buf), KD_UINT(dy.off),
                 KD_MEM(x.buf), KD_UINT(x.off), KD_MEM(gamma.buf), KD_UINT(gamma.off),
                 KD_MEM(save_mean.buf), KD_UINT(save_mean.off), KD_MEM(save_invstd.buf),
-                KD_UINT(save_invstd.off), KD_UINT(n), KD_UINT(C), KD_UINT(S));
+                KD_UINT(save_invstd.off), KD_UINT(n), KD_UINT(C), KD_UINT(S),
+                KD_UINT(segment_length(S)));
 }

@@ -318,9 +318,13 @@ static int parse_layer(parse_ctx *c, const cJSON *spec, kd_layer *L, const char 
     if (projection) {
       if (ndim != 3 || last->out_ndim != 3)
         return fail_at(c, where, type, "projection needs [channels, height, width] tensors");
-      int64_t s = shape[1] / last->out_shape[1];
-      if (s < 1 || (shape[1] - 1) / s + 1 != last->out_shape[1] ||
-          (shape[2] - 1) / s + 1 != last->out_shape[2])
+      /* The stride of the 1x1 projection is whatever maps the input onto the output. */
+      int64_t s = 0;
+      for (int64_t cand = 1; cand <= shape[1] && cand <= shape[2] && !s; cand++)
+        if ((shape[1] - 1) / cand + 1 == last->out_shape[1] &&
+            (shape[2] - 1) / cand + 1 == last->out_shape[2])
+          s = cand;
+      if (!s)
         return fail_at(c, where, type,
                        "maps %lldx%lld to %lldx%lld, which no strided 1x1 projection matches",
                        (long long)shape[1], (long long)shape[2], (long long)last->out_shape[1],

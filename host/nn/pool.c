@@ -14,6 +14,25 @@ static int check_ref(const char *op, const char *what, kd_ref r, size_t n, kd_er
   return 0;
 }
 
+/* (m, sh) such that kd_pool_udiv(x, m, sh) in kernels/pool.cl is x / d for every 32-bit x
+ * (Granlund & Montgomery 1994, fig. 4.1): with l = ceil(log2 d), m = 2^32 (2^l - d) / d + 1
+ * and x / d = (t + ((x - t) >> min(l, 1))) >> max(l - 1, 0), t = mul_hi(x, m). d in
+ * [1, 2^32). */
+typedef struct fastdiv {
+  cl_uint m, sh;
+} fastdiv;
+
+static fastdiv fastdiv_make(size_t d) {
+  unsigned l = 0;
+  while (((uint64_t)1 << l) < (uint64_t)d) l++;
+  fastdiv f;
+  f.m = (cl_uint)(((((uint64_t)1 << 32) * (((uint64_t)1 << l) - d)) / d) + 1);
+  f.sh = (l > 0 ? 1u : 0u) | ((l > 0 ? l - 1u : 0u) << 8);
+  return f;
+}
+
+#define DIVISOR(f) KD_UINT((f).m), KD_UINT((f).sh)
+
 /* a*b*c*d into *out when non-zero and below 2^32. */
 static int check_numel(const char *op, size_t a, size_t b, size_t c, size_t d, size_t *out,
                        kd_error *err) {
@@ -76,7 +95,7 @@ int kd_maxpool2d_forward(kd_device *dev, kd_ref y, kd_ref argmax, kd_ref x, size
       check_ref(op, "argmax", argmax, s.out_numel, err) ||
       check_ref(op, "x", x, s.in_numel, err))
     return -1;
-  size_t g = s.out_numel, l = KD_WG;
+  size_t g = s.planes * s.OH, l = KD_WG; /* one work-item per output row */
   return KD_RUN(dev, "kd_maxpool2d_forward", 1, &g, &l, err, KD_MEM(y.buf), KD_UINT(y.off),
                 KD_MEM(argmax.buf), KD_UINT(argmax.off), KD_MEM(x.buf), KD_UINT(x.off),
                 KD_UINT(s.planes), KD_UINT(H), KD_UINT(W), KD_UINT(s.OH), KD_UINT(s.OW),
@@ -92,7 +111,7 @@ int kd_maxpool2d_backward(kd_device *dev, kd_ref dx, kd_ref dy, kd_ref argmax, s
       check_ref(op, "dx", dx, s.in_numel, err) || check_ref(op, "dy", dy, s.out_numel, err) ||
       check_ref(op, "argmax", argmax, s.out_numel, err))
     return -1;
-  size_t g = s.in_numel, l = KD_WG;
+  size_t g = s.planes * H, l = KD_WG; /* one work-item per input row */
   return KD_RUN(dev, "kd_maxpool2d_backward", 1, &g, &l, err, KD_MEM(dx.buf), KD_UINT(dx.off),
                 KD_MEM(dy.buf), KD_UINT(dy.off), KD_MEM(argmax.buf), KD_UINT(argmax.off),
                 KD_UINT(s.planes), KD_UINT(H), KD_UINT(W), KD_UINT(s.OH), KD_UINT(s.OW),
@@ -106,7 +125,7 @@ int kd_avgpool2d_forward(kd_device *dev, kd_ref y, kd_ref x, size_t n, size_t C,
   if (pool_shape_of(op, n, C, H, W, size, stride, pad, &s, err) ||
       check_ref(op, "y", y, s.out_numel, err) || check_ref(op, "x", x, s.in_numel, err))
     return -1;
-  size_t g = s.out_numel, l = KD_WG;
+  size_t g = s.planes * s.OH, l = KD_WG; /* one work-item per output row */
   return KD_RUN(dev, "kd_avgpool2d_forward", 1, &g, &l, err, KD_MEM(y.buf), KD_UINT(y.off),
                 KD_MEM(x.buf), KD_UINT(x.off), KD_UINT(s.planes), KD_UINT(H), KD_UINT(W),
                 KD_UINT(s.OH), KD_UINT(s.OW), KD_UINT(size), KD_UINT(stride), KD_UINT(pad));
@@ -119,7 +138,7 @@ int kd_avgpool2d_backward(kd_device *dev, kd_ref dx, kd_ref dy, size_t n, size_t
   if (pool_shape_of(op, n, C, H, W, size, stride, pad, &s, err) ||
       check_ref(op, "dx", dx, s.in_numel, err) || check_ref(op, "dy", dy, s.out_numel, err))
     return -1;
-  size_t g = s.in_numel, l = KD_WG;
+  size_t g = s.planes * H, l = KD_WG; /* one work-item per input row */
   return KD_RUN(dev, "kd_avgpool2d_backward", 1, &g, &l, err, KD_MEM(dx.buf), KD_UINT(dx.off),
                 KD_MEM(dy.buf), KD_UINT(dy.off), KD_UINT(s.planes), KD_UINT(H), KD_UINT(W),
                 KD_UINT(s.OH), KD_UINT(s.OW), KD_UINT(size), KD_UINT(stride), KD_UINT(pad));
@@ -146,5 +165,6 @@ int kd_global_avgpool_backward(kd_device *dev, kd_ref dx, kd_ref dy, size_t n, s
     return -1;
   size_t g = numel, l = KD_WG;
   return KD_RUN(dev, "kd_global_avgpool_backward", 1, &g, &l, err, KD_MEM(dx.buf),
-                KD_UINT(dx.off), KD_MEM(dy.buf), KD_UINT(dy.off), KD_UINT(n * C), KD_UINT(HW));
+                KD_UINT(dx.off), KD_MEM(dy.buf), KD_UINT(dy.off), KD_UINT(n * C), KD_UINT(HW),
+                DIVISOR(fastdiv_make(HW)));
 }

@@ -16,6 +16,7 @@
 #include "data/h5util.h"
 #include "nn/gemm.h"
 #include "nn/model.h"
+#include "runtime/profile.h"
 #include "train/evaluate.h"
 #include "train/loader.h"
 #include "train/loss_ring.h"
@@ -505,7 +506,7 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
     if (check_data_fits(&r.val, &r.model, err)) goto done;
   }
 
-  if (kd_device_open(&r.dev, o->device, o->kernels_binary, 0, err)) goto done;
+  if (kd_device_open(&r.dev, o->device, o->kernels_binary, o->profile, err)) goto done;
   r.dev_open = 1;
   if (o->gemm_set) {
     r.dev.gemm_backend = o->gemm;
@@ -562,6 +563,7 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
   if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step)
     rc = save_checkpoint(&r, o->out_path, err); /* nothing left to do: still write --out */
   if (rc == 0 && !o->quiet) fprintf(stderr, "kdcl: wrote %s\n", o->out_path);
+  if (rc == 0 && o->profile) kd_profile_print(&r.dev, stderr);
 done:
   if (r.loader_open) kd_loader_close(&r.loader);
   if (r.trainer_open) kd_trainer_release(&r.trainer);

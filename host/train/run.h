@@ -30,6 +30,7 @@ typedef struct kd_train_options {
   int64_t batch;
   int shuffle;
   int quiet;
+  int profile;              /* --profile: per-kernel device times at the end */
   int64_t checkpoint_every; /* steps; 0: only at the end (and each epoch end) */
   int64_t log_every;        /* steps between step records in --log and progress updates */
   kd_optim_config optim;
