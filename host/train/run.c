@@ -381,6 +381,8 @@ static int run_epochs(run_state *r, kd_error *err) {
       r->cursor = b->first + (int64_t)b->n;
       rows_since_log += (int64_t)b->n;
       if (step % o->log_every == 0 || r->cursor == N) {
+        /* Every log_every steps the host waits for this step, so the record holds its loss. */
+        if ((rc = kd_loss_ring_drain_all(&ring, err)) != 0) break;
         double now = now_seconds();
         double rate = (double)rows_since_log / (now - t_log > 1e-9 ? now - t_log : 1e-9);
         double eta = (double)(total_steps - step) * (now - t_start) /
