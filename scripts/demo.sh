@@ -20,9 +20,9 @@ out=${KDCL_DEMO_DIR:-$root/demo-out}
 mkdir -p "$out/data" "$out/runs"
 export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$root/build/pocl-cache}
 export KDCL_CACHE_DIR=${KDCL_CACHE_DIR:-$root/build/kdcl-cache}
-teacher_spec="$root/models/fmnist-mlp-wide.json"
+teacher_spec="$root/models/fmnist-cnn.json"
 student_spec="$root/models/fmnist-mlp-small.json"
-teacher_epochs=${KDCL_DEMO_TEACHER_EPOCHS:-15}
+teacher_epochs=${KDCL_DEMO_TEACHER_EPOCHS:-10}
 student_epochs=${KDCL_DEMO_STUDENT_EPOCHS:-15}
 
 step() { printf '\n== %s\n' "$*" >&2; }
@@ -37,7 +37,7 @@ if [ ! -f "$teacher" ]; then
   step "training the teacher ($(basename "$teacher_spec"), $teacher_epochs epochs)"
   "$kdcl" train --model "$teacher_spec" --data "$out/data/fashion-mnist-train.h5" \
     --val "$out/data/fashion-mnist-test.h5" --out "$teacher.tmp.h5" --epochs "$teacher_epochs" \
-    --batch 128 --lr 0.001 --lr-schedule cosine --seed 1 --log "$out/runs/teacher.jsonl"
+    --batch 128 --lr 0.002 --lr-schedule cosine --seed 1 --log "$out/runs/teacher.jsonl"
   mv "$teacher.tmp.h5" "$teacher"
 fi
 

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <hdf5.h>
+
 #include "cli/cli.h"
 
 typedef struct kd_command {
@@ -40,10 +42,29 @@ int kd_cli_usage_error(const char *command, const char *fmt, ...) {
   return KD_EXIT_USAGE;
 }
 
+/* kdcl's version, the libraries it was built with, and the OpenCL platforms it finds. */
+static void print_version(void) {
+  unsigned maj = 0, min = 0, rel = 0;
+  H5get_libversion(&maj, &min, &rel);
+  printf("kdcl %s (CLBlast %s, HDF5 %u.%u.%u, OpenCL host API 1.2)\n", KDCL_VERSION,
+         KDCL_CLBLAST_VERSION, maj, min, rel);
+  cl_platform_id plats[16];
+  cl_uint n = 0;
+  if (clGetPlatformIDs(16, plats, &n) != CL_SUCCESS) n = 0;
+  for (cl_uint i = 0; i < n && i < 16; i++) {
+    char name[256] = "?", version[256] = "?";
+    clGetPlatformInfo(plats[i], CL_PLATFORM_NAME, sizeof name, name, NULL);
+    clGetPlatformInfo(plats[i], CL_PLATFORM_VERSION, sizeof version, version, NULL);
+    printf("OpenCL platform %u: %s (%s)\n", i, name, version);
+  }
+  if (n == 0) printf("OpenCL platform: none found\n");
+}
+
 static void usage(FILE *out) {
   fprintf(out,
           "kdcl %s: knowledge-distillation training on OpenCL\n\n"
-          "usage: kdcl COMMAND [options]   (kdcl COMMAND --help for its options)\n\n"
+          "usage: kdcl COMMAND [options]   (kdcl COMMAND --help for its options)\n"
+          "       kdcl --version\n\n"
           "commands:\n",
           KDCL_VERSION);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -60,7 +81,7 @@ int main(int argc, char **argv) {
     return KD_EXIT_OK;
   }
   if (!strcmp(argv[1], "--version")) {
-    printf("kdcl %s\n", KDCL_VERSION);
+    print_version();
     return KD_EXIT_OK;
   }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
