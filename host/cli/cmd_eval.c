@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "data/logits.h"
+#include "data/paths.h"
 #include "nn/gemm.h"
 #include "train/evaluate.h"
 
@@ -110,6 +111,7 @@ static int run(const infer_flags *f, kd_eval_result *res, float **logits, int64_
       rc = kd_fail(err, "%s: /labels/y has num_classes %d but the model of %s outputs %zu",
                    f->data, ds.num_classes, f->checkpoint, m->num_classes);
     if (rc == 0) rc = kd_dataset_check_labels(&ds, err);
+    if (rc == 0) rc = kd_dataset_check_inputs(&ds, err);
     if (rc == 0 && !logits && ds.teacher_kind != KD_TEACHER_NONE) {
       if ((size_t)ds.teacher_classes != m->num_classes)
         rc = kd_fail(err, "%s: /teacher has %d classes but the model of %s outputs %zu", f->data,
@@ -171,6 +173,10 @@ int kd_cmd_predict(int argc, char **argv) {
   int rc = parse("predict", argc, argv, &f);
   if (rc) return rc < 0 ? KD_EXIT_OK : rc;
   kd_error err = {{0}};
+  if (kd_check_output_path("--out", f.out, &err) ||
+      kd_check_not_input("--out", f.out, 2, (const char *[]){"--data", "--checkpoint"},
+                         (const char *[]){f.data, f.checkpoint}, &err))
+    return kd_cli_error(&err);
   kd_eval_result res;
   float *logits = NULL;
   int64_t rows = 0, classes = 0;

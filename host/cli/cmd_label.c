@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/flags.h"
+#include "data/paths.h"
 #include "data/teacher.h"
 #include "nn/gemm.h"
 #include "train/evaluate.h"
@@ -100,6 +101,10 @@ int kd_cmd_label(int argc, char **argv) {
   if (!data) return kd_cli_usage_error(cmd, "--data DATA.h5 is required");
 
   kd_error err = {{0}};
+  if (out && (kd_check_output_path("--out", out, &err) ||
+              kd_check_not_input("--out", out, 1, (const char *[]){"--teacher"},
+                                 (const char *[]){teacher}, &err)))
+    return kd_cli_error(&err);
   kd_dataset ds;
   if (kd_dataset_open(&ds, data, &err)) return kd_cli_error(&err);
   kd_inference inf;
@@ -121,6 +126,7 @@ int kd_cmd_label(int argc, char **argv) {
   else if (K > C)
     rc = kd_fail(&err, "--topk %zu is larger than the %zu classes", K, C);
   if (rc == 0) rc = kd_dataset_check_labels(&ds, &err);
+  if (rc == 0) rc = kd_dataset_check_inputs(&ds, &err);
   if (rc == 0) {
     logits = malloc(N * C * sizeof *logits);
     if (K) {

@@ -106,14 +106,14 @@ static int parse_distill_flag(const char *cmd, int c, const char *arg, kd_train_
       if ((rc = kd_flag_double(cmd, "--alpha", arg, 0, 1, &v)) == 0) o->dcfg.alpha = (float)v;
       break;
     case OPT_BETA:
-      rc = kd_flag_double(cmd, "--beta", arg, 0, 1, &v);
-      if (rc == 0 && (v <= 0 || v >= 1))
+      rc = kd_flag_double(cmd, "--beta", arg, -1e30, 1e30, &v);
+      if (rc == 0 && !(v > 0 && v < 1))
         return kd_cli_usage_error(cmd, "--beta expects a number in (0, 1), got '%s'", arg);
       o->dcfg.beta = (float)v;
       break;
     case OPT_SKEW:
-      rc = kd_flag_double(cmd, "--skew", arg, 0, 1, &v);
-      if (rc == 0 && v >= 1)
+      rc = kd_flag_double(cmd, "--skew", arg, -1e30, 1e30, &v);
+      if (rc == 0 && !(v >= 0 && v < 1))
         return kd_cli_usage_error(cmd, "--skew expects a number in [0, 1), got '%s'", arg);
       o->dcfg.skew = (float)v;
       break;
@@ -183,9 +183,15 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
       case OPT_INIT: o.init_path = optarg; break;
       case OPT_RESUME: o.resume_path = optarg; break;
       case OPT_LOG: o.log_path = optarg; break;
-      case OPT_DEVICE: o.device = optarg; break;
+      case OPT_DEVICE:
+        if (!*optarg) return kd_cli_usage_error(cmd, "--device expects an index, cpu|gpu|accelerator or a name");
+        o.device = optarg;
+        break;
       case OPT_KBIN: o.kernels_binary = optarg; break;
-      case OPT_NO_SHUFFLE: o.shuffle = 0; break;
+      case OPT_NO_SHUFFLE:
+        o.shuffle = 0;
+        o.shuffle_set = 1;
+        break;
       case OPT_QUIET: o.quiet = 1; break;
       case OPT_PROFILE: o.profile = 1; break;
       case OPT_NESTEROV: nesterov = 1; break;
@@ -209,9 +215,13 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
       case OPT_SEED:
         rc = kd_flag_int64(cmd, "--seed", optarg, 0, INT64_MAX, &i64);
         o.seed = (uint64_t)i64;
+        o.seed_set = 1;
         break;
       case OPT_EPOCHS: rc = kd_flag_int64(cmd, "--epochs", optarg, 1, 1000000, &o.epochs); break;
-      case OPT_BATCH: rc = kd_flag_int64(cmd, "--batch", optarg, 1, 1 << 24, &o.batch); break;
+      case OPT_BATCH:
+        rc = kd_flag_int64(cmd, "--batch", optarg, 1, 1 << 24, &o.batch);
+        o.batch_set = 1;
+        break;
       case OPT_LOG_EVERY:
         rc = kd_flag_int64(cmd, "--log-every", optarg, 1, INT64_MAX, &o.log_every);
         break;
@@ -225,7 +235,10 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
         rc = kd_flag_int64(cmd, "--lr-step-epochs", optarg, 1, 1000000, &o.lr_step_epochs);
         break;
       case OPT_GAMMA: rc = kd_flag_positive(cmd, "--lr-gamma", optarg, 1.0, &o.lr_gamma); break;
-      case OPT_LR: rc = kd_flag_positive(cmd, "--lr", optarg, 1e6, &lr); break;
+      case OPT_LR:
+        rc = kd_flag_positive(cmd, "--lr", optarg, 1e6, &lr);
+        o.lr_set = 1;
+        break;
       case OPT_MOMENTUM: rc = kd_flag_double(cmd, "--momentum", optarg, 0, 0.999999, &momentum); break;
       case OPT_DAMPENING: rc = kd_flag_double(cmd, "--dampening", optarg, 0, 1, &dampening); break;
       case OPT_WD: rc = kd_flag_double(cmd, "--weight-decay", optarg, 0, 1e3, &wd); break;
@@ -242,8 +255,11 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
       }
       case OPT_TEACHER: case OPT_LOSS: case OPT_TEMPERATURE: case OPT_ALPHA: case OPT_BETA:
       case OPT_SKEW: case OPT_TOPK_MISSING:
-        if (!distill)
-          return kd_cli_usage_error(cmd, "%s belongs to 'kdcl distill'", argv[optind - 1]);
+        if (!distill) {
+          const char *flag = argv[optind - 1];
+          if (strncmp(flag, "--", 2) != 0 && optind >= 2) flag = argv[optind - 2];
+          return kd_cli_usage_error(cmd, "%s belongs to 'kdcl distill'", flag);
+        }
         rc = parse_distill_flag(cmd, c, optarg, &o);
         break;
       default:

@@ -1,15 +1,28 @@
 /* Strict number parsing for flags: the whole text must be a number within range. */
 #include "cli/flags.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
+
+/* Plain decimal numbers only: strtod alone would also take " 5", "0x10", "inf" and "nan". */
+static int plain_number(const char *text) {
+  if (!*text || isspace((unsigned char)text[0])) return 0;
+  for (const char *p = text; *p; p++)
+    if (!isdigit((unsigned char)*p) && !strchr("+-.eE", *p)) return 0;
+  return 1;
+}
 
 int kd_flag_int64(const char *command, const char *flag, const char *text, int64_t min,
                   int64_t max, int64_t *out) {
   char *end;
+  if (!plain_number(text) || strpbrk(text, ".eE"))
+    return kd_cli_usage_error(command, "%s expects an integer in [%lld, %lld], got '%s'", flag,
+                              (long long)min, (long long)max, text);
   errno = 0;
   long long v = strtoll(text, &end, 10);
   if (errno || end == text || *end || v < min || v > max)
@@ -22,6 +35,9 @@ int kd_flag_int64(const char *command, const char *flag, const char *text, int64
 int kd_flag_double(const char *command, const char *flag, const char *text, double min,
                    double max, double *out) {
   char *end;
+  if (!plain_number(text))
+    return kd_cli_usage_error(command, "%s expects a number in [%g, %g], got '%s'", flag, min,
+                              max, text);
   errno = 0;
   double v = strtod(text, &end);
   if (errno || end == text || *end || !isfinite(v) || v < min || v > max)
@@ -34,6 +50,9 @@ int kd_flag_double(const char *command, const char *flag, const char *text, doub
 int kd_flag_positive(const char *command, const char *flag, const char *text, double max,
                      double *out) {
   char *end;
+  if (!plain_number(text))
+    return kd_cli_usage_error(command, "%s expects a number > 0 (at most %g), got '%s'", flag,
+                              max, text);
   errno = 0;
   double v = strtod(text, &end);
   if (errno || end == text || *end || !isfinite(v) || v <= 0 || v > max)

@@ -899,3 +899,30 @@ fail:
   kd_h5_writer_abort(&w);
   return -1;
 }
+
+int kd_dataset_check_inputs(kd_dataset *ds, kd_error *err) {
+  if (ds->x_is_u8) return 0; /* bytes are always finite, and so is their normalisation */
+  const int64_t block = 1024;
+  float *x = malloc((size_t)block * ds->sample_size * sizeof *x);
+  int64_t *rows = malloc((size_t)block * sizeof *rows);
+  int rc = 0;
+  if (!x || !rows) rc = kd_fail(err, "out of host memory checking %s", ds->path);
+  for (int64_t first = 0; rc == 0 && first < ds->num_rows; first += block) {
+    size_t n = (size_t)(ds->num_rows - first < block ? ds->num_rows - first : block);
+    for (size_t i = 0; i < n; i++) rows[i] = first + (int64_t)i;
+    if ((rc = kd_dataset_read_rows(ds, rows, n, x, NULL, err)) != 0) break;
+    for (size_t i = 0; i < n * ds->sample_size; i++) {
+      float v = (x[i] * ds->scale - ds->mean) / ds->std;
+      if (!isfinite(v)) {
+        rc = kd_fail(err, "%s: /inputs/x row %lld has a %s value (%g)%s", ds->path,
+                     (long long)(first + (int64_t)(i / ds->sample_size)),
+                     isfinite(x[i]) ? "non-finite normalised" : "non-finite", (double)x[i],
+                     isfinite(x[i]) ? " after scale, mean and std" : "");
+        break;
+      }
+    }
+  }
+  free(x);
+  free(rows);
+  return rc;
+}

@@ -82,6 +82,10 @@ int kd_dataset_read_teacher_rows(kd_dataset *ds, const int64_t *rows, size_t n, 
                                  int32_t *idx_out, float *logp_out, kd_error *err);
 
 /* Closes the handles (safe on a dataset that failed to open or was already closed). */
+/* Scans float inputs in bounded-memory blocks for values that are, or become after
+ * (x*scale - mean)/std, NaN or Inf; the error names the row. uint8 inputs pass at once. */
+int kd_dataset_check_inputs(kd_dataset *ds, kd_error *err);
+
 void kd_dataset_close(kd_dataset *ds);
 
 /* Writes a new dataset file atomically (PATH.tmp, then renamed): x uint8 (x_is_u8) or float32

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -36,6 +37,11 @@ static int fail_at(parse_ctx *c, const char *where, const char *type, const char
 static int only_fields(parse_ctx *c, const cJSON *obj, const char *const *allowed,
                        const char *where, const char *type) {
   for (const cJSON *f = obj->child; f; f = f->next) {
+    /* JSON readers disagree on repeated keys (cJSON keeps the first, Python the last), so a
+     * spec with one would mean two networks. */
+    for (const cJSON *g = obj->child; g != f; g = g->next)
+      if (!strcmp(g->string, f->string))
+        return fail_at(c, where, type, "has the field '%s' twice", f->string);
     int ok = 0;
     for (int a = 0; allowed[a]; a++) ok |= !strcmp(f->string, allowed[a]);
     if (!ok) return fail_at(c, where, type, "has unknown field '%s'", f->string);
@@ -53,10 +59,12 @@ static int int_field(parse_ctx *c, const cJSON *obj, const char *field, int requ
     *out = dflt;
     return 0;
   }
-  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)min ||
-      v->valuedouble > (double)KD_MAX_ELEMS)
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)min)
     return fail_at(c, where, type, "field '%s' must be an integer >= %lld", field,
                    (long long)min);
+  if (v->valuedouble > (double)KD_MAX_ELEMS)
+    return fail_at(c, where, type, "field '%s' is too large (%g; at most 2^31)", field,
+                   v->valuedouble);
   *out = (int64_t)v->valuedouble;
   return 0;
 }
@@ -389,7 +397,8 @@ static int parse_list(parse_ctx *c, const cJSON *arr, const char *where_prefix,
 int kd_model_parse(kd_model *m, const char *json_text, const char *source, kd_error *err) {
   memset(m, 0, sizeof *m);
   parse_ctx c = {m, source, err};
-  cJSON *root = cJSON_Parse(json_text);
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithOpts(json_text, &end, 1);
   if (!root) {
     const char *at = cJSON_GetErrorPtr();
     int line = 1;
@@ -401,13 +410,19 @@ int kd_model_parse(kd_model *m, const char *json_text, const char *source, kd_er
     kd_fail(err, "%s: the model spec must be a JSON object", source);
     goto done;
   }
-  for (const cJSON *f = root->child; f; f = f->next)
+  for (const cJSON *f = root->child; f; f = f->next) {
+    for (const cJSON *g = root->child; g != f; g = g->next)
+      if (!strcmp(g->string, f->string)) {
+        kd_fail(err, "%s: the top-level field '%s' appears twice", source, f->string);
+        goto done;
+      }
     if (strcmp(f->string, "name") && strcmp(f->string, "input") && strcmp(f->string, "layers") &&
         strcmp(f->string, "description")) {
       kd_fail(err, "%s: unknown top-level field '%s' (expected name, input, layers)", source,
               f->string);
       goto done;
     }
+  }
   const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
   if (name && !cJSON_IsString(name)) {
     kd_fail(err, "%s: field 'name' must be a string", source);
@@ -468,6 +483,11 @@ done:
 int kd_model_load(kd_model *m, const char *path, kd_error *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return kd_fail(err, "%s: cannot open the model spec (%s)", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(f);
+    return kd_fail(err, "%s: is a directory, not a model spec", path);
+  }
   char *text = NULL;
   size_t len = 0, cap = 0;
   for (;;) {

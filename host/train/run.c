@@ -14,6 +14,7 @@
 #include "data/checkpoint.h"
 #include "data/dataset.h"
 #include "data/h5util.h"
+#include "data/paths.h"
 #include "nn/gemm.h"
 #include "nn/model.h"
 #include "runtime/profile.h"
@@ -162,7 +163,16 @@ static int save_checkpoint(run_state *r, const char *path, kd_error *err) {
 
 /* Checks that a dataset fits the model: features per row and class count. */
 static int check_data_fits(const kd_dataset *ds, const kd_model *m, kd_error *err) {
-  if (ds->sample_size != m->input_size) {
+  /* Rows must have the model's shape; flat rows of the right size are reshaped (as PyTorch's
+   * reshape would), [H, W] rows feed a [1, H, W] model. */
+  int shape_ok = ds->sample_size == m->input_size;
+  if (shape_ok && ds->sample_ndim > 1 && m->input_ndim == 3) {
+    int off = ds->sample_ndim == 2 ? 1 : 0;
+    shape_ok = ds->sample_ndim == 3 || m->input_shape[0] == 1;
+    for (int d = 0; shape_ok && d < ds->sample_ndim; d++)
+      shape_ok = ds->sample_shape[d] == m->input_shape[d + off];
+  }
+  if (!shape_ok) {
     char have[64] = "", want[64] = "";
     for (int d = 0; d < ds->sample_ndim; d++)
       snprintf(have + strlen(have), sizeof have - strlen(have), "%s%lld", d ? ", " : "",
@@ -176,7 +186,8 @@ static int check_data_fits(const kd_dataset *ds, const kd_model *m, kd_error *er
   if ((size_t)ds->num_classes != m->num_classes)
     return kd_fail(err, "%s: /labels/y has num_classes %d but model '%s' outputs %zu classes",
                    ds->path, ds->num_classes, m->name, m->num_classes);
-  return kd_dataset_check_labels((kd_dataset *)ds, err);
+  if (kd_dataset_check_labels((kd_dataset *)ds, err)) return -1;
+  return kd_dataset_check_inputs((kd_dataset *)ds, err);
 }
 
 /* Restores parameters, buffers, optimizer state and position from a checkpoint read earlier. */
@@ -187,17 +198,29 @@ static int restore(run_state *r, const kd_checkpoint *ck, kd_error *err) {
                                     r->trainer.bn_tracked, err))
     return -1;
   memset(r->host_state, 0, 2 * n * sizeof(float));
+  int slots = r->optim.type == KD_OPT_ADAMW ? 2 : (r->optim.momentum != 0 ? 1 : 0);
   for (int i = 0; i < m->num_params; i++) {
     const kd_param *p = &m->params[i];
+    int found = 0;
     for (int k = 0; k < ck->num_optim_state; k++) {
       const char *slash = strrchr(ck->optim_state[k].name, '/');
       if (!slash || (size_t)(slash - ck->optim_state[k].name) != strlen(p->name) ||
           strncmp(ck->optim_state[k].name, p->name, strlen(p->name)))
         continue;
       int s = !strcmp(slash + 1, "exp_avg_sq") ? 1 : 0;
+      int64_t numel = 1;
+      for (int d = 0; d < ck->optim_state[k].ndim; d++) numel *= ck->optim_state[k].shape[d];
+      if ((size_t)numel != p->numel)
+        return kd_fail(err, "%s: /optimizer/state/%s has %lld values but %s has %zu",
+                       r->o->resume_path, ck->optim_state[k].name, (long long)numel, p->name,
+                       p->numel);
       memcpy(r->host_state + (size_t)s * n + p->off, ck->optim_state[k].data,
              p->numel * sizeof(float));
+      found++;
     }
+    if (ck->step > 0 && found < slots)
+      return kd_fail(err, "%s: the optimizer state of %s is missing (/optimizer/state/%s/...)",
+                     r->o->resume_path, p->name, p->name);
   }
   r->step = ck->step;
   r->epoch = ck->epoch;
@@ -443,11 +466,50 @@ static int setup_teacher(run_state *r, kd_error *err) {
   if (ds->teacher_kind == KD_TEACHER_TOPK && o->dcfg.loss == KD_LOSS_MSE)
     return kd_fail(err, "--loss mse needs dense teacher logits, but %s holds a top-k teacher",
                    ds->path);
+  if (ds->teacher_kind == KD_TEACHER_TOPK && o->dcfg.loss == KD_LOSS_RKL &&
+      o->dcfg.topk_missing == KD_TOPK_DROP)
+    return kd_fail(err,
+                   "--loss rkl with the top-k teacher of %s needs --topk-missing uniform: with "
+                   "drop, KL(s || t) over the top k rewards moving the student's probability "
+                   "outside them",
+                   ds->path);
   r->source = ds->teacher_kind == KD_TEACHER_TOPK ? KD_SOURCE_TOPK : KD_SOURCE_DENSE_OFFLINE;
   return kd_dataset_check_teacher((kd_dataset *)ds, err);
 }
 
-int kd_train_run(const kd_train_options *o, kd_error *err) {
+/* On --resume the run continues as it was: settings that decide the data order and the
+ * optimizer's path come from the checkpoint's /meta/train_config, and a flag that asks for a
+ * different value is refused rather than silently ignored. */
+static int resume_settings(kd_train_options *o, const kd_checkpoint *ck, kd_error *err) {
+  cJSON *cfg = ck->train_config ? cJSON_Parse(ck->train_config) : NULL;
+  const cJSON *batch = cJSON_GetObjectItemCaseSensitive(cfg, "batch");
+  const cJSON *shuffle = cJSON_GetObjectItemCaseSensitive(cfg, "shuffle");
+  int rc = 0;
+  if (cJSON_IsNumber(batch)) {
+    if (o->batch_set && o->batch != (int64_t)batch->valuedouble)
+      rc = kd_fail(err, "--batch %lld differs from the %lld of --resume %s (a resumed run keeps its "
+                   "settings)", (long long)o->batch, (long long)batch->valuedouble, o->resume_path);
+    o->batch = (int64_t)batch->valuedouble;
+  }
+  if (rc == 0 && cJSON_IsBool(shuffle)) {
+    if (o->shuffle_set && o->shuffle != cJSON_IsTrue(shuffle))
+      rc = kd_fail(err, "--no-shuffle differs from --resume %s, which shuffled (a resumed run "
+                   "keeps its settings)", o->resume_path);
+    o->shuffle = cJSON_IsTrue(shuffle);
+  }
+  if (rc == 0 && o->seed_set && o->seed != ck->seed)
+    rc = kd_fail(err, "--seed %llu differs from the seed %llu of --resume %s (a resumed run keeps "
+                 "its settings)", (unsigned long long)o->seed, (unsigned long long)ck->seed,
+                 o->resume_path);
+  if (rc == 0 && o->lr_set && fabs(o->optim.lr - ck->lr) > 1e-6 * fabs(ck->lr))
+    rc = kd_fail(err, "--lr %g differs from the %g of --resume %s (a resumed run keeps its "
+                 "settings)", o->optim.lr, ck->lr, o->resume_path);
+  cJSON_Delete(cfg);
+  return rc;
+}
+
+int kd_train_run(const kd_train_options *given, kd_error *err) {
+  kd_train_options eff = *given, *o = &eff;
   run_state r;
   memset(&r, 0, sizeof r);
   r.o = o;
@@ -459,9 +521,26 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
   memset(&ck, 0, sizeof ck);
   int have_ck = 0, rc = -1;
 
+  /* Outputs are checked before any work: a run that fails at its first checkpoint an hour
+   * in, or that overwrites its own data, is worse than a refusal now. */
+  {
+    const char *flags[] = {"--data", "--val", "--model", "--teacher", "--init"};
+    const char *inputs[] = {o->data_path, o->val_path, o->model_path, o->teacher_path,
+                            o->init_path};
+    if (kd_check_output_path("--out", o->out_path, err) ||
+        kd_check_not_input("--out", o->out_path, 5, flags, inputs, err) ||
+        (o->log_path && (kd_check_output_path("--log", o->log_path, err) ||
+                         kd_check_not_input("--log", o->log_path, 5, flags, inputs, err) ||
+                         kd_check_not_input("--log", o->log_path, 1, (const char *[]){"--out"},
+                                            &o->out_path, err) ||
+                         kd_check_not_input("--log", o->log_path, 1,
+                                            (const char *[]){"--resume"}, &o->resume_path, err))))
+      goto done;
+  }
   if (o->resume_path) {
     if (kd_checkpoint_read(o->resume_path, &ck, err)) goto done;
     have_ck = 1;
+    if (resume_settings(o, &ck, err)) goto done;
     char source[4200];
     snprintf(source, sizeof source, "%s: /meta/model_config", o->resume_path);
     if (kd_model_parse(&r.model, ck.model_config, source, err)) goto done;
@@ -517,6 +596,8 @@ int kd_train_run(const kd_train_options *o, kd_error *err) {
       goto done;
     }
   }
+  /* A batch larger than the data only wastes device memory. */
+  if (o->batch > r.train.num_rows) o->batch = r.train.num_rows;
   if (setup_teacher(&r, err)) goto done;
   if (kd_trainer_create(&r.trainer, &r.dev, &r.model, (size_t)o->batch,
                         r.source == KD_SOURCE_TOPK ? (size_t)r.train.teacher_k : 0, err))

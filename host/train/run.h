@@ -35,6 +35,8 @@ typedef struct kd_train_options {
   int64_t log_every;        /* steps between step records in --log and progress updates */
   kd_optim_config optim;
   int optim_set; /* --optimizer given (on --resume the checkpoint's optimizer is used) */
+  /* Flags given explicitly: on --resume they must agree with the checkpoint. */
+  int batch_set, shuffle_set, seed_set, lr_set;
   kd_lr_schedule schedule;
   int64_t warmup_steps;
   int64_t lr_step_epochs;

@@ -1,6 +1,7 @@
 /* Named tensors <-> host copies of the parameter and buffer arenas. */
 #include "train/state_dict.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,22 @@ static int copy_from(const kd_checkpoint *ck, const char *path, const kd_param *
   return 0;
 }
 
+/* Weights that are NaN or Inf would only show up as a diverged loss: name them instead. */
+static int check_finite(const kd_model *m, const char *path, const float *params,
+                        const float *buffers, kd_error *err) {
+  for (int pass = 0; pass < 2; pass++) {
+    const kd_param *list = pass ? m->buffers : m->params;
+    int count = pass ? m->num_buffers : m->num_params;
+    const float *base = pass ? buffers : params;
+    for (int i = 0; i < count; i++)
+      for (size_t k = 0; k < list[i].numel; k++)
+        if (!isfinite(base[list[i].off + k]))
+          return kd_fail(err, "%s: /model/%s has a non-finite value at flat index %zu", path,
+                         list[i].name, k);
+  }
+  return 0;
+}
+
 int kd_state_dict_from_checkpoint(const kd_model *m, const kd_checkpoint *ck, const char *path,
                                   float *params, float *buffers, int64_t *bn_tracked,
                                   kd_error *err) {
@@ -69,7 +86,7 @@ int kd_state_dict_from_checkpoint(const kd_model *m, const kd_checkpoint *ck, co
     const kd_named_tensor *t = find(ck, name);
     bn_tracked[i] = t && t->idata ? t->idata[0] : 0;
   }
-  return 0;
+  return check_finite(m, path, params, buffers, err);
 }
 
 int kd_state_dict_from_file(const kd_model *m, const char *path, float *params, float *buffers,
@@ -93,5 +110,5 @@ int kd_state_dict_from_file(const kd_model *m, const char *path, float *params, 
     rc = kd_h5_read_model_int64(file, path, name, &bn_tracked[i], &found, err);
   }
   H5Fclose(file);
-  return rc;
+  return rc ? rc : check_finite(m, path, params, buffers, err);
 }

@@ -81,6 +81,44 @@ with h5py.File(P("partinit.h5"), "w") as f:
 train_fails(extra=["--init", P("partinit.h5")], mentions=["partinit.h5", "layers.0.bias"])
 train_fails(extra=["--kernels-binary", P("good.h5")], mentions=["good.h5"])
 
+# outputs that would destroy inputs, or cannot be written, are refused before any work
+data_bytes = open(P("good.h5"), "rb").read()
+spec_text = open(P("m.json")).read()
+k.fails("train", "--model", P("m.json"), "--data", P("good.h5"), "--out", P("good.h5"),
+        "--quiet", mentions=["--out", "--data"])
+k.fails("train", "--model", P("m.json"), "--data", P("good.h5"), "--out", P("new.h5"),
+        "--log", P("m.json"), "--quiet", mentions=["--log", "--model"])
+k.fails("predict", "--checkpoint", P("ck.h5"), "--data", P("good.h5"), "--out", P("good.h5"),
+        mentions=["--out", "--data"])
+assert open(P("good.h5"), "rb").read() == data_bytes and open(P("m.json")).read() == spec_text
+train_fails(extra=["--out", P("no/such/dir/ck.h5")], mentions=["does not exist"])
+os.makedirs(P("adir"), exist_ok=True)
+k.fails("train", "--model", P("m.json"), "--data", P("good.h5"), "--out", P("adir"),
+        mentions=["directory"])
+# non-finite inputs and weights are named, not left to show up as a diverged loss
+xn = x.copy()
+xn[42, 3] = np.inf
+write_dataset(P("inf.h5"), xn, y, 4)
+train_fails(data=P("inf.h5"), mentions=["inf.h5", "row 42"])
+with h5py.File(P("naninit.h5"), "w") as f:
+    w = np.zeros((8, 16), np.float32)
+    w[1, 2] = np.nan
+    f.create_dataset("model/layers.0.weight", data=w)
+    f.create_dataset("model/layers.0.bias", data=np.zeros(8, np.float32))
+    f.create_dataset("model/layers.2.weight", data=np.zeros((4, 8), np.float32))
+    f.create_dataset("model/layers.2.bias", data=np.zeros(4, np.float32))
+train_fails(extra=["--init", P("naninit.h5")], mentions=["naninit.h5", "layers.0.weight"])
+# specs JSON readers would read differently
+open(P("trailing.json"), "w").write(spec_text + "\n{}")
+train_fails(model=P("trailing.json"), mentions=["trailing.json", "JSON"])
+open(P("dupkey.json"), "w").write('{"input": [16], "layers": [{"type": "dense", "units": 4, "units": 3}]}')
+train_fails(model=P("dupkey.json"), mentions=["dupkey.json", "units"])
+# numbers must be plain decimals; a resumed run keeps its settings
+for flag, value in (("--lr", "0x10"), ("--lr", "nan"), ("--batch", " 5"), ("--device", "")):
+    train_fails(extra=[flag, value], code=2, mentions=[flag])
+k.fails("train", "--model", P("m.json"), "--data", P("good.h5"), "--resume", P("ck.h5"),
+        "--out", P("resumed.h5"), "--epochs", 2, "--batch", 7, mentions=["--batch", "--resume"])
+
 # eval / predict
 k.fails("eval", "--checkpoint", P("missing.h5"), "--data", P("good.h5"), mentions=["missing.h5"])
 k.fails("eval", "--checkpoint", P("good.h5"), "--data", P("good.h5"), mentions=["good.h5"])

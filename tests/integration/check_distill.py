@@ -160,6 +160,7 @@ nan[7, 2] = np.nan
 with_teacher(P("nan.h5"), logits=nan)
 refused(P("nan.h5"), mentions=["nan.h5", "7"])
 refused(P("top3.h5"), "--loss", "mse", mentions=["mse"])
+refused(P("top3.h5"), "--loss", "rkl", mentions=["rkl", "uniform"])
 wide_spec = dict(tspec, layers=[{"type": "dense", "units": 4}, {"type": "dense", "units": C + 2}])
 write_spec(P("wide.json"), wide_spec)
 write_dataset(P("seven.h5"), x, y, C + 2)

@@ -17,33 +17,13 @@
 #define OFF 3
 #define GARBAGE 1234.5f
 
-static float *fmalloc(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof(float));
-  assert_non_null(p);
-  return p;
-}
-
-static double *dmalloc(size_t n) {
-  double *p = calloc(n ? n : 1, sizeof(double));
-  assert_non_null(p);
-  return p;
-}
+static const kd_test_pad PAD = {OFF, 0, GARBAGE, GARBAGE};
 
 /* A buffer of OFF + n floats holding `host` (or GARBAGE when host is NULL) from offset OFF. */
-static cl_mem padded(size_t n, const float *host) {
-  float *tmp = fmalloc(OFF + n);
-  for (size_t i = 0; i < OFF + n; i++) tmp[i] = GARBAGE;
-  if (host) memcpy(tmp + OFF, host, n * sizeof(float));
-  cl_mem b = kd_test_buffer(OFF + n, tmp);
-  free(tmp);
-  return b;
-}
+static cl_mem padded(size_t n, const float *host) { return kd_test_padded(&PAD, n, host); }
 
-static void assert_front_untouched(cl_mem b) {
-  float front[OFF];
-  kd_test_read(b, 0, OFF, front);
-  for (int i = 0; i < OFF; i++) assert_true(front[i] == GARBAGE);
-}
+/* The OFF floats in front of the tensor still hold GARBAGE. */
+static void assert_front_untouched(cl_mem b) { kd_test_assert_margins("batch norm", b, &PAD, 0); }
 
 /* ---- double references ---- */
 
@@ -110,7 +90,7 @@ static void check_reference_by_fd(const float *xf, const float *gf, const float 
                                   const float *dy, size_t n, size_t C, size_t S, double eps,
                                   const double *dx, const double *dgamma, const double *dbeta) {
   size_t numel = n * C * S;
-  double *x = dmalloc(numel), *g = dmalloc(C), *b = dmalloc(C), *y = dmalloc(numel);
+  double *x = kd_test_doubles(numel), *g = kd_test_doubles(C), *b = kd_test_doubles(C), *y = kd_test_doubles(numel);
   for (size_t j = 0; j < numel; j++) x[j] = xf[j];
   for (size_t c = 0; c < C; c++) g[c] = gf[c], b[c] = bf[c];
   double *vars[3] = {x, g, b};
@@ -156,7 +136,7 @@ static void bn_case(size_t n, size_t C, size_t S, float lo, float hi, bn_tol tol
   kd_device *dev = kd_test_device();
   size_t numel = n * C * S;
   const float momentum = 0.1f, eps = 1e-5f;
-  float *x1 = fmalloc(numel), *x2 = fmalloc(numel), *dy = fmalloc(numel), *got = fmalloc(numel);
+  float *x1 = kd_test_floats(numel), *x2 = kd_test_floats(numel), *dy = kd_test_floats(numel), *got = kd_test_floats(numel);
   float gamma[64], beta[64], rm0[64], rv0[64], cgot[64];
   assert_true(C <= 64);
   kd_test_fill_uniform(x1, numel, lo, hi, 1 + S);
@@ -165,7 +145,7 @@ static void bn_case(size_t n, size_t C, size_t S, float lo, float hi, bn_tol tol
   kd_test_fill_uniform(gamma, C, 0.5f, 1.5f, 4);
   kd_test_fill_uniform(beta, C, -0.5f, 0.5f, 5);
   for (size_t c = 0; c < C; c++) rm0[c] = 0.0f, rv0[c] = 1.0f; /* PyTorch's initial values */
-  double *xd = dmalloc(numel), *gd = dmalloc(C), *bd = dmalloc(C), *want = dmalloc(numel);
+  double *xd = kd_test_doubles(numel), *gd = kd_test_doubles(C), *bd = kd_test_doubles(C), *want = kd_test_doubles(numel);
   double mean[64], var[64], invstd[64], rm[64], rv[64], dg[64], db[64];
   for (size_t c = 0; c < C; c++) gd[c] = gamma[c], bd[c] = beta[c], rm[c] = 0, rv[c] = 1;
   char what[160];
@@ -213,7 +193,7 @@ static void bn_case(size_t n, size_t C, size_t S, float lo, float hi, bn_tol tol
   assert_front_untouched(by), assert_front_untouched(bsm), assert_front_untouched(bsi);
 
   /* Backward of the second step. */
-  double *want_dx = dmalloc(numel);
+  double *want_dx = kd_test_doubles(numel);
   bn_backward_ref(dy, xd, gd, mean, invstd, n, C, S, want_dx, dg, db);
   if (check_fd) check_reference_by_fd(x2, gamma, beta, dy, n, C, S, eps, want_dx, dg, db);
   KD_OK(kd_batchnorm_backward(dev, kd_at(bdx, OFF), kd_at(bdg, OFF), kd_at(bdb, OFF),
@@ -408,7 +388,7 @@ static void batchnorm_timing_cnn_shape(void **state) {
   (void)state;
   kd_device *dev = kd_test_device();
   const size_t n = 128, C = 64, S = 196, numel = n * C * S;
-  float *x = fmalloc(numel);
+  float *x = kd_test_floats(numel);
   kd_test_fill_uniform(x, numel, -2, 3, 77);
   float ones[64];
   for (int c = 0; c < 64; c++) ones[c] = 1.0f;

@@ -11,37 +11,11 @@
 #include "data/checkpoint.h"
 #include "data/h5util.h"
 #include "data/logits.h"
-#include "testutil.h"
-
-static char tmpdir[] = "/tmp/kdcl-checkpoint-XXXXXX";
-
-static const char *tmp_path(const char *name) {
-  static char buf[8][256];
-  static int k;
-  char *p = buf[k++ % 8];
-  snprintf(p, 256, "%s/%s", tmpdir, name);
-  return p;
-}
+#include "h5testutil.h"
 
 static int setup(void **state) {
   (void)state;
-  kd_h5_init();
-  return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
-static void assert_msg_has(const char *msg, ...) {
-  va_list ap;
-  va_start(ap, msg);
-  for (const char *s; (s = va_arg(ap, const char *));)
-    if (!strstr(msg, s)) fail_msg("message \"%s\" lacks \"%s\"", msg, s);
-  va_end(ap);
+  return kd_test_h5_setup("checkpoint");
 }
 
 static void set_tensor(kd_named_tensor *t, const char *name, int ndim, const int64_t *shape,
@@ -127,9 +101,9 @@ static void round_trip_is_bit_exact(void **state) {
   (void)state;
   kd_checkpoint ck, back;
   make_checkpoint(&ck, 0);
-  const char *path = tmp_path("ck.h5");
+  const char *path = kd_test_tmp_path("ck.h5");
   KD_OK(kd_checkpoint_write(path, &ck, err));
-  assert_int_equal(access(tmp_path("ck.h5.tmp"), F_OK), -1);
+  assert_false(kd_test_exists(kd_test_tmp_path("ck.h5.tmp")));
   KD_OK(kd_checkpoint_read(path, &back, err));
   assert_checkpoints_equal(&ck, &back);
   kd_checkpoint_free(&back);
@@ -167,7 +141,7 @@ static void failed_write_leaves_old_checkpoint(void **state) {
   (void)state;
   kd_checkpoint old, bad, back;
   make_checkpoint(&old, 0);
-  const char *path = tmp_path("keep.h5");
+  const char *path = kd_test_tmp_path("keep.h5");
   KD_OK(kd_checkpoint_write(path, &old, err));
   struct stat st0;
   assert_int_equal(stat(path, &st0), 0);
@@ -179,8 +153,8 @@ static void failed_write_leaves_old_checkpoint(void **state) {
   kd_error e = {{0}};
   assert_int_equal(kd_checkpoint_write(path, &bad, &e), -1);
   print_message("refused: %s\n", e.msg);
-  assert_msg_has(e.msg, path, "layers.1.weight", NULL);
-  assert_int_equal(access(tmp_path("keep.h5.tmp"), F_OK), -1);
+  kd_test_assert_msg_has(e.msg, path, "layers.1.weight", NULL);
+  assert_false(kd_test_exists(kd_test_tmp_path("keep.h5.tmp")));
   KD_OK(kd_checkpoint_read(path, &back, err));
   assert_checkpoints_equal(&old, &back);
   kd_checkpoint_free(&back);
@@ -188,15 +162,13 @@ static void failed_write_leaves_old_checkpoint(void **state) {
   /* A directory that does not exist: named, nothing written. */
   assert_int_equal(kd_checkpoint_write("/nonexistent-kdcl-dir/ck.h5", &old, &e), -1);
   print_message("refused: %s\n", e.msg);
-  assert_msg_has(e.msg, "/nonexistent-kdcl-dir/ck.h5",
+  kd_test_assert_msg_has(e.msg, "/nonexistent-kdcl-dir/ck.h5",
                  "directory /nonexistent-kdcl-dir does not exist", NULL);
 
   /* A stale .tmp from an earlier crash is simply replaced. */
-  FILE *f = fopen(tmp_path("keep.h5.tmp"), "w");
-  fputs("garbage from a crash", f);
-  fclose(f);
+  kd_test_write_file(kd_test_tmp_path("keep.h5.tmp"), "w", "garbage from a crash");
   KD_OK(kd_checkpoint_write(path, &old, err));
-  assert_int_equal(access(tmp_path("keep.h5.tmp"), F_OK), -1);
+  assert_false(kd_test_exists(kd_test_tmp_path("keep.h5.tmp")));
   KD_OK(kd_checkpoint_read(path, &back, err));
   assert_checkpoints_equal(&old, &back);
   kd_checkpoint_free(&back);
@@ -204,11 +176,11 @@ static void failed_write_leaves_old_checkpoint(void **state) {
   /* Bad names are refused before anything is written. */
   snprintf(bad.model[3].name, sizeof bad.model[3].name, "a/b");
   assert_int_equal(kd_checkpoint_write(path, &bad, &e), -1);
-  assert_msg_has(e.msg, "a/b", NULL);
+  kd_test_assert_msg_has(e.msg, "a/b", NULL);
   snprintf(bad.model[3].name, sizeof bad.model[3].name, "ok");
   snprintf(bad.optim_state[0].name, sizeof bad.optim_state[0].name, "noslot");
   assert_int_equal(kd_checkpoint_write(path, &bad, &e), -1);
-  assert_msg_has(e.msg, "noslot", "<param>/<slot>", NULL);
+  kd_test_assert_msg_has(e.msg, "noslot", "<param>/<slot>", NULL);
   free_made(&old);
   free_made(&bad);
 }
@@ -218,68 +190,64 @@ static void read_refusals(void **state) {
   kd_checkpoint ck, back;
   kd_error e = {{0}};
   make_checkpoint(&ck, 0);
-  const char *path = tmp_path("refuse.h5");
+  const char *path = kd_test_tmp_path("refuse.h5");
 
   /* No complete marker: an interrupted write. */
   KD_OK(kd_checkpoint_write(path, &ck, err));
-  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Adelete(f, "complete") >= 0);
   H5Fclose(f);
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
   print_message("refused: %s\n", e.msg);
-  assert_msg_has(e.msg, path, "incomplete checkpoint", "complete", NULL);
+  kd_test_assert_msg_has(e.msg, path, "incomplete checkpoint", "complete", NULL);
   assert_null(back.model);
 
   /* complete = 0. */
-  f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  f = kd_test_h5_open_rw(path);
   assert_int_equal(kd_h5_write_attr_int(f, "complete", 0, &e), 0);
   H5Fclose(f);
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
-  assert_msg_has(e.msg, path, "incomplete checkpoint", NULL);
+  kd_test_assert_msg_has(e.msg, path, "incomplete checkpoint", NULL);
 
   /* Wrong format. */
   KD_OK(kd_checkpoint_write(path, &ck, err));
-  f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  f = kd_test_h5_open_rw(path);
   assert_int_equal(kd_h5_write_attr_string(f, "format", "kdcl-dataset", &e), 0);
   H5Fclose(f);
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
   print_message("refused: %s\n", e.msg);
-  assert_msg_has(e.msg, path, "format is \"kdcl-dataset\"", "\"kdcl-checkpoint\"", NULL);
+  kd_test_assert_msg_has(e.msg, path, "format is \"kdcl-dataset\"", "\"kdcl-checkpoint\"", NULL);
 
   /* No format at all (some other HDF5 file). */
-  f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  f = kd_test_h5_open_rw(path);
   assert_true(H5Adelete(f, "format") >= 0);
   H5Fclose(f);
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
   print_message("refused: %s\n", e.msg);
-  assert_msg_has(e.msg, path, "not a kdcl-checkpoint file", NULL);
+  kd_test_assert_msg_has(e.msg, path, "not a kdcl-checkpoint file", NULL);
 
   /* A newer major version. */
   KD_OK(kd_checkpoint_write(path, &ck, err));
-  f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  f = kd_test_h5_open_rw(path);
   int32_t v[2] = {2, 0};
   assert_int_equal(kd_h5_write_attr_ints(f, "format_version", v, 2, &e), 0);
   H5Fclose(f);
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
   print_message("refused: %s\n", e.msg);
-  assert_msg_has(e.msg, path, "format_version is [2, 0]", NULL);
+  kd_test_assert_msg_has(e.msg, path, "format_version is [2, 0]", NULL);
 
   /* Missing, not HDF5, truncated. */
-  assert_int_equal(kd_checkpoint_read(tmp_path("missing.h5"), &back, &e), -1);
-  assert_msg_has(e.msg, "missing.h5: no such file", NULL);
-  const char *text = tmp_path("text.h5");
-  FILE *tf = fopen(text, "w");
-  fputs("{\"not\": \"hdf5\"}\n", tf);
-  fclose(tf);
+  assert_int_equal(kd_checkpoint_read(kd_test_tmp_path("missing.h5"), &back, &e), -1);
+  kd_test_assert_msg_has(e.msg, "missing.h5: no such file", NULL);
+  const char *text = kd_test_tmp_path("text.h5");
+  kd_test_write_file(text, "w", "{\"not\": \"hdf5\"}\n");
   assert_int_equal(kd_checkpoint_read(text, &back, &e), -1);
-  assert_msg_has(e.msg, text, "not an HDF5 file", NULL);
+  kd_test_assert_msg_has(e.msg, text, "not an HDF5 file", NULL);
   KD_OK(kd_checkpoint_write(path, &ck, err));
-  struct stat st;
-  stat(path, &st);
-  assert_int_equal(truncate(path, st.st_size / 2), 0);
+  kd_test_truncate_to_half(path);
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
   print_message("refused: %s\n", e.msg);
-  assert_msg_has(e.msg, path, "truncated HDF5 file", NULL);
+  kd_test_assert_msg_has(e.msg, path, "truncated HDF5 file", NULL);
   free_made(&ck);
 }
 
@@ -287,7 +255,7 @@ static void model_tensor_for_init(void **state) {
   (void)state;
   kd_checkpoint ck;
   make_checkpoint(&ck, 0);
-  const char *path = tmp_path("init.h5");
+  const char *path = kd_test_tmp_path("init.h5");
   KD_OK(kd_checkpoint_write(path, &ck, err));
   hid_t f;
   KD_OK(kd_h5_open_read(path, &f, err));
@@ -300,14 +268,14 @@ static void model_tensor_for_init(void **state) {
   assert_string_equal(
       e.msg, "init.h5: /model/layers.1.weight has shape [10, 20] but the model needs [10, 30]");
   assert_int_equal(kd_h5_read_model_tensor(f, "init.h5", "layers.1.weight", 1, wrong, out, &e), -1);
-  assert_msg_has(e.msg, "has shape [10, 20] but the model needs [10]", NULL);
+  kd_test_assert_msg_has(e.msg, "has shape [10, 20] but the model needs [10]", NULL);
   assert_int_equal(kd_h5_read_model_tensor(f, "init.h5", "layers.9.weight", 2, wrong, out, &e), -1);
   print_message("refused: %s\n", e.msg);
-  assert_msg_has(e.msg, "init.h5", "has no /model/layers.9.weight", "[10, 30]", NULL);
+  kd_test_assert_msg_has(e.msg, "init.h5", "has no /model/layers.9.weight", "[10, 30]", NULL);
   H5Fclose(f);
 
   /* A file as h5py writes a PyTorch state_dict: float64 tensors, int64 counters, no attrs. */
-  const char *torch = tmp_path("torch.h5");
+  const char *torch = kd_test_tmp_path("torch.h5");
   f = H5Fcreate(torch, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
@@ -334,14 +302,14 @@ static void model_tensor_for_init(void **state) {
   for (int i = 0; i < 6; i++) assert_true(out[i] == (float)w[i / 2][i % 2]);
   assert_int_equal(
       kd_h5_read_model_tensor(f, "torch.h5", "layers.1.num_batches_tracked", 0, NULL, out, &e), -1);
-  assert_msg_has(e.msg, "torch.h5: /model/layers.1.num_batches_tracked has type int64", NULL);
+  kd_test_assert_msg_has(e.msg, "torch.h5: /model/layers.1.num_batches_tracked has type int64", NULL);
   H5Fclose(f);
   free_made(&ck);
 }
 
 static void logits_file(void **state) {
   (void)state;
-  const char *path = tmp_path("logits.h5");
+  const char *path = kd_test_tmp_path("logits.h5");
   float logits[3 * 4];
   kd_test_fill_uniform(logits, 12, -5, 5, 3);
   KD_OK(kd_logits_write(path, logits, 3, 4, err));
@@ -373,5 +341,5 @@ int main(void) {
       cmocka_unit_test(model_tensor_for_init),
       cmocka_unit_test(logits_file),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, kd_test_h5_teardown);
 }

@@ -19,63 +19,12 @@
 /* Garbage written into outputs first, to prove they are overwritten, not accumulated. */
 #define GARBAGE 1234.5f
 
-static float *fmalloc(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof(float));
-  assert_non_null(p);
-  return p;
-}
+/* Tensors at OFF with OFF floats of GARBAGE on both sides; outputs pre-filled with GARBAGE, the
+ * workspace with NaN. */
+static const kd_test_pad PAD = {OFF, OFF, GARBAGE, GARBAGE};
+static const kd_test_pad NAN_PAD = {OFF, OFF, GARBAGE, NAN};
 
-static double *dmalloc(size_t n) {
-  double *p = calloc(n ? n : 1, sizeof(double));
-  assert_non_null(p);
-  return p;
-}
-
-/* A buffer of OFF + n + OFF floats holding `host` (or `fill` when host is NULL) from offset
- * OFF; the padding on both sides holds GARBAGE. */
-static cl_mem padded_fill(size_t n, const float *host, float fill) {
-  float *tmp = fmalloc(2 * OFF + n);
-  for (size_t i = 0; i < 2 * OFF + n; i++) tmp[i] = GARBAGE;
-  for (size_t i = 0; i < n; i++) tmp[OFF + i] = host ? host[i] : fill;
-  cl_mem b = kd_test_buffer(2 * OFF + n, tmp);
-  free(tmp);
-  return b;
-}
-
-static cl_mem padded(size_t n, const float *host) { return padded_fill(n, host, GARBAGE); }
-
-/* Asserts the OFF floats before and after [OFF, OFF + n) still hold GARBAGE. */
-static void assert_margins(const char *what, cl_mem buf, size_t n) {
-  float m[2 * OFF];
-  kd_test_read(buf, 0, OFF, m);
-  kd_test_read(buf, OFF + n, OFF, m + OFF);
-  for (int i = 0; i < 2 * OFF; i++)
-    if (m[i] != GARBAGE) fail_msg("%s: written outside its extent (margin %d)", what, i);
-}
-
-static void write_floats(cl_mem buf, size_t off, size_t n, const float *host) {
-  KD_OK(kd_write_floats(kd_test_device(), buf, off, n, host, err));
-}
-
-/* ---- GEMM back ends ---- */
-
-static int has_kernel(kd_device *dev, const char *name) {
-  for (int i = 0; i < dev->num_kernels; i++)
-    if (!strcmp(dev->kernels[i].name, name)) return 1;
-  return 0;
-}
-
-/* The back ends available here: CLBlast when it runs, and the built-in GEMM. */
-static int gemm_backends(kd_gemm_backend out[2]) {
-  kd_device *dev = kd_test_device();
-  int k = 0;
-  kd_error err = {{0}};
-  if (kd_gemm_clblast_usable(dev, &err)) out[k++] = KD_GEMM_CLBLAST;
-  else print_message("CLBlast not usable here (%s); skipping it\n", err.msg);
-  if (has_kernel(dev, "kd_gemm_nn")) out[k++] = KD_GEMM_BUILTIN;
-  if (k == 0) fail_msg("no GEMM back end to test");
-  return k;
-}
+static cl_mem padded(size_t n, const float *host) { return kd_test_padded(&PAD, n, host); }
 
 /* ---- double reference ---- */
 
@@ -139,7 +88,7 @@ static double loss_ref(double *y, const double *dy, const double *x, const doubl
 static void check_ref_grads(const double *dy, double *x, double *w, double *b, const double *dx,
                             const double *dw, const double *db, const kd_conv2d_shape *s,
                             size_t n, size_t samples) {
-  double *y = dmalloc(n * s->O * s->OH * s->OW);
+  double *y = kd_test_doubles(n * s->O * s->OH * s->OW);
   double *vars[3] = {x, w, b};
   const double *grads[3] = {dx, dw, db};
   size_t sizes[3] = {n * s->C * s->H * s->W, s->O * s->C * s->KH * s->KW, s->O};
@@ -187,11 +136,11 @@ static double float_fd(const kd_conv2d_shape *s, size_t n, float *host, cl_mem b
                        float *y) {
   const float h = 1e-2f;
   float v = host[idx], vp = v + h, vm = v - h;
-  write_floats(buf, OFF + idx, 1, &vp);
+  kd_test_write(buf, OFF + idx, 1, &vp);
   double Lp = loss_kernel(s, n, by, bx, bw, bb, bws, dy, y);
-  write_floats(buf, OFF + idx, 1, &vm);
+  kd_test_write(buf, OFF + idx, 1, &vm);
   double Lm = loss_kernel(s, n, by, bx, bw, bb, bws, dy, y);
-  write_floats(buf, OFF + idx, 1, &v);
+  kd_test_write(buf, OFF + idx, 1, &v);
   return (Lp - Lm) / ((double)vp - (double)vm);
 }
 
@@ -205,11 +154,11 @@ static void conv_case_run(const conv_case *cc) {
                wn = s.O * s.C * s.KH * s.KW, wsn = kd_conv2d_workspace_floats(&s);
   /* Host buffers sized for the batch s.B; only the first n images are used. */
   const size_t xN = s.B * s.C * s.H * s.W, yN = s.B * s.O * s.OH * s.OW;
-  float *x = fmalloc(xN), *w = fmalloc(wn), *b = fmalloc(s.O), *dy = fmalloc(yN);
-  float *y = fmalloc(yN), *dx = fmalloc(xN), *dw = fmalloc(wn), *db = fmalloc(s.O);
-  double *xd = dmalloc(xn), *wd = dmalloc(wn), *bd = dmalloc(s.O), *dyd = dmalloc(yn);
-  double *want_y = dmalloc(yn), *want_dx = dmalloc(xn), *want_dw = dmalloc(wn),
-         *want_db = dmalloc(s.O);
+  float *x = kd_test_floats(xN), *w = kd_test_floats(wn), *b = kd_test_floats(s.O), *dy = kd_test_floats(yN);
+  float *y = kd_test_floats(yN), *dx = kd_test_floats(xN), *dw = kd_test_floats(wn), *db = kd_test_floats(s.O);
+  double *xd = kd_test_doubles(xn), *wd = kd_test_doubles(wn), *bd = kd_test_doubles(s.O), *dyd = kd_test_doubles(yn);
+  double *want_y = kd_test_doubles(yn), *want_dx = kd_test_doubles(xn), *want_dw = kd_test_doubles(wn),
+         *want_db = kd_test_doubles(s.O);
   kd_test_fill_uniform(x, xN, -1, 1, 101 + cc->C);
   kd_test_fill_uniform(w, wn, -1, 1, 102 + cc->O);
   kd_test_fill_uniform(b, s.O, -1, 1, 103);
@@ -228,14 +177,14 @@ static void conv_case_run(const conv_case *cc) {
 
   cl_mem bx = padded(xN, x), bw = padded(wn, w), bb = padded(s.O, b), bdy = padded(yN, dy);
   kd_gemm_backend be[2];
-  int nbe = gemm_backends(be);
+  int nbe = kd_test_gemm_backends(be);
   kd_gemm_backend saved = dev->gemm_backend;
   for (int k = 0; k < nbe; k++) {
     dev->gemm_backend = be[k];
     const char *bn = kd_gemm_backend_name(be[k]);
     char what[256];
     /* NaN in the workspace: nothing may depend on what it held before. */
-    cl_mem bws = padded_fill(wsn, NULL, NAN);
+    cl_mem bws = kd_test_padded(&NAN_PAD, wsn, NULL);
     cl_mem by = padded(yN, NULL);
 
     /* forward */
@@ -246,8 +195,8 @@ static void conv_case_run(const conv_case *cc) {
     kd_test_assert_close(what, y, want_y, yn, 1e-5 * kterms, 1e-5);
     for (size_t i = yn; i < yN; i++)
       if (y[i] != GARBAGE) fail_msg("%s: y[%zu] past the n images was written", what, i);
-    assert_margins("conv y", by, yN);
-    assert_margins("conv workspace (forward)", bws, wsn);
+    kd_test_assert_margins("conv y", by, &PAD, yN);
+    kd_test_assert_margins("conv workspace (forward)", bws, &PAD, wsn);
 
     /* backward */
     cl_mem bdx = padded(xN, NULL), bdw = padded(wn, NULL), bdb = padded(s.O, NULL);
@@ -277,14 +226,14 @@ static void conv_case_run(const conv_case *cc) {
       for (size_t i = 0; i < s.O; i++)
         if (db[i] != GARBAGE) fail_msg("conv db [%s] %s: skipped but written", tag, bn);
     }
-    assert_margins("conv dx", bdx, xN);
-    assert_margins("conv dw", bdw, wn);
-    assert_margins("conv db", bdb, s.O);
-    assert_margins("conv workspace (backward)", bws, wsn);
+    kd_test_assert_margins("conv dx", bdx, &PAD, xN);
+    kd_test_assert_margins("conv dw", bdw, &PAD, wn);
+    kd_test_assert_margins("conv db", bdb, &PAD, s.O);
+    kd_test_assert_margins("conv workspace (backward)", bws, &PAD, wsn);
 
     /* Deterministic: a second backward gives the same bits. */
     {
-      float *dx2 = fmalloc(xN), *dw2 = fmalloc(wn), *db2 = fmalloc(s.O);
+      float *dx2 = kd_test_floats(xN), *dw2 = kd_test_floats(wn), *db2 = kd_test_floats(s.O);
       KD_OK(kd_conv2d_backward(dev, &s, n, kd_at(cc->with_dx ? bdx : NULL, OFF),
                                kd_at(bdw, OFF), kd_at(cc->with_db ? bdb : NULL, OFF),
                                kd_at(bdy, OFF), kd_at(bx, OFF), kd_at(bw, OFF), kd_at(bws, OFF),
@@ -303,7 +252,7 @@ static void conv_case_run(const conv_case *cc) {
     if (cc->float_fd && cc->with_dx && cc->with_db && cc->bias) {
       size_t xi[3] = {0, xn / 2, xn - 1}, wi[3] = {0, wn / 3, wn - 1}, bi[2] = {0, s.O - 1};
       const double fd_atol = 2e-3, fd_rtol = 1e-3;
-      float *yt = fmalloc(yN);
+      float *yt = kd_test_floats(yN);
       for (int p = 0; p < 3; p++) {
         double fd = float_fd(&s, n, x, bx, xi[p], by, bx, bw, bb, bws, dy, yt);
         kd_test_assert_close("conv dx vs float FD (h=1e-2)", &dx[xi[p]], &fd, 1, fd_atol,

@@ -7,51 +7,19 @@
 
 #include "data/dataset.h"
 #include "data/h5util.h"
-#include "testutil.h"
-
-static char tmpdir[] = "/tmp/kdcl-dataset-XXXXXX";
-
-static const char *tmp_path(const char *name) {
-  static char buf[8][256];
-  static int k;
-  char *p = buf[k++ % 8];
-  snprintf(p, 256, "%s/%s", tmpdir, name);
-  return p;
-}
+#include "h5testutil.h"
 
 static int setup(void **state) {
   (void)state;
-  kd_h5_init();
-  return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
+  return kd_test_h5_setup("dataset");
 }
 
 static uint64_t rng_state = 12345;
-static uint64_t next_u64(void) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return rng_state;
-}
-
-/* Asserts msg contains every one of the NULL-terminated needles. */
-static void assert_msg_has(const char *msg, ...) {
-  va_list ap;
-  va_start(ap, msg);
-  for (const char *s; (s = va_arg(ap, const char *));)
-    if (!strstr(msg, s)) fail_msg("message \"%s\" lacks \"%s\"", msg, s);
-  va_end(ap);
-}
+static uint64_t next_u64(void) { return kd_test_xorshift64(&rng_state); }
 
 /* A valid u8 dataset of n rows of 1x8x8 with labels i % 10, for the refusal tests to damage. */
 static const char *write_small(const char *name, int64_t n) {
-  const char *path = tmp_path(name);
+  const char *path = kd_test_tmp_path(name);
   uint8_t *x = malloc((size_t)n * 64 + 1);
   int32_t *y = malloc((size_t)n * sizeof *y + 1);
   for (int64_t i = 0; i < n * 64; i++) x[i] = (uint8_t)(i * 7);
@@ -61,12 +29,6 @@ static const char *write_small(const char *name, int64_t n) {
   free(x);
   free(y);
   return path;
-}
-
-static hid_t open_rw(const char *path) {
-  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-  assert_true(f >= 0);
-  return f;
 }
 
 /* Creates a 1-D dataset `name` of n values of file type ftype from memory of type mtype. */
@@ -88,15 +50,6 @@ static void set_num_classes(hid_t f, const char *dset, int32_t nc) {
   kd_error err;
   assert_int_equal(kd_h5_write_attr_int(d, "num_classes", nc, &err), 0);
   H5Dclose(d);
-}
-
-static void expect_open_fails(const char *path, const char *needle1, const char *needle2) {
-  kd_dataset ds;
-  kd_error err = {{0}};
-  assert_int_equal(kd_dataset_open(&ds, path, &err), -1);
-  assert_true(ds.file < 0 && ds.x < 0 && ds.y < 0);
-  print_message("refused: %s\n", err.msg);
-  assert_msg_has(err.msg, path, needle1, needle2, NULL);
 }
 
 /* ---- Round trips ---- */
@@ -122,15 +75,6 @@ static void check_rows(kd_dataset *ds, const void *x, const int32_t *y, const in
   free(yo);
 }
 
-static void random_rows(int64_t *rows, size_t n, int64_t num_rows) {
-  for (size_t i = 0; i < n; i++) rows[i] = (int64_t)(next_u64() % (uint64_t)num_rows);
-  /* Make sure there are duplicates and both ends. */
-  rows[1] = rows[0];
-  rows[n / 2] = rows[3];
-  rows[2] = num_rows - 1;
-  rows[5] = 0;
-}
-
 static void round_trip_u8(void **state) {
   (void)state;
   const int64_t n = 1000, shape[3] = {1, 28, 28}; /* 784 B rows: 334 rows per chunk, 3 chunks */
@@ -138,9 +82,9 @@ static void round_trip_u8(void **state) {
   int32_t *y = malloc((size_t)n * sizeof *y);
   for (int64_t i = 0; i < n * 784; i++) x[i] = (uint8_t)next_u64();
   for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(next_u64() % 10);
-  const char *path = tmp_path("u8.h5");
+  const char *path = kd_test_tmp_path("u8.h5");
   KD_OK(kd_dataset_write(path, x, 1, n, 3, shape, y, 10, 1.0f / 255, 0.2860f, 0.3530f, err));
-  assert_int_equal(access(tmp_path("u8.h5.tmp"), F_OK), -1);
+  assert_int_equal(access(kd_test_tmp_path("u8.h5.tmp"), F_OK), -1);
 
   kd_dataset ds;
   KD_OK(kd_dataset_open(&ds, path, err));
@@ -158,7 +102,7 @@ static void round_trip_u8(void **state) {
   KD_OK(kd_dataset_check_labels(&ds, err));
 
   int64_t rows[300];
-  random_rows(rows, 300, n);
+  kd_test_random_rows(rows, 300, n, &rng_state);
   check_rows(&ds, x, y, rows, 300);
   /* A sorted run crossing the chunk boundaries at 334 and 668, read straight into the output. */
   int64_t seq[500];
@@ -178,10 +122,10 @@ static void round_trip_u8(void **state) {
   int64_t bad[3] = {5, 1000, 2};
   uint8_t buf[3 * 784];
   assert_int_equal(kd_dataset_read_rows(&ds, bad, 3, buf, NULL, &e), -1);
-  assert_msg_has(e.msg, path, "row 1000", "1000 rows", NULL);
+  kd_test_assert_msg_has(e.msg, path, "row 1000", "1000 rows", NULL);
   bad[1] = -1;
   assert_int_equal(kd_dataset_read_rows(&ds, bad, 3, buf, NULL, &e), -1);
-  assert_msg_has(e.msg, "row -1", NULL);
+  kd_test_assert_msg_has(e.msg, "row -1", NULL);
   kd_dataset_close(&ds);
   kd_dataset_close(&ds); /* twice is harmless */
   free(x);
@@ -197,7 +141,7 @@ static void round_trip_f32(void **state) {
   x[5] = -0.0f;
   x[6] = 1e-40f; /* subnormal: bit-exact too */
   for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % 3);
-  const char *path = tmp_path("f32.h5");
+  const char *path = kd_test_tmp_path("f32.h5");
   KD_OK(kd_dataset_write(path, x, 0, n, 1, shape, y, 3, 1.0f, 0.0f, 1.0f, err));
   kd_dataset ds;
   KD_OK(kd_dataset_open(&ds, path, err));
@@ -206,7 +150,7 @@ static void round_trip_f32(void **state) {
   assert_int_equal(ds.sample_size, 777);
   assert_int_equal(ds.num_classes, 3);
   int64_t rows[150];
-  random_rows(rows, 150, n);
+  kd_test_random_rows(rows, 150, n, &rng_state);
   check_rows(&ds, x, y, rows, 150);
   int64_t seq[120];
   for (int i = 0; i < 120; i++) seq[i] = 40 + i;
@@ -244,7 +188,7 @@ static void round_trip_f32(void **state) {
 /* A file written by hand (as with h5py): no format attributes, float64 inputs, int64 labels. */
 static void hand_written_file_is_accepted(void **state) {
   (void)state;
-  const char *path = tmp_path("hand.h5");
+  const char *path = kd_test_tmp_path("hand.h5");
   hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   double x[5][4];
   int64_t y[5] = {0, 1, 2, 1, 0};
@@ -282,93 +226,93 @@ static void hand_written_file_is_accepted(void **state) {
 static void mismatched_row_counts(void **state) {
   (void)state;
   const char *path = write_small("rows.h5", 100);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/labels/y", H5P_DEFAULT) >= 0);
   int32_t y[99] = {0};
   make_1d(f, "/labels/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 99, y);
   set_num_classes(f, "/labels/y", 10);
   H5Fclose(f);
-  expect_open_fails(path, "/labels/y has 99 rows but /inputs/x has 100", NULL);
+  kd_test_expect_open_fails(path, "/labels/y has 99 rows but /inputs/x has 100", NULL);
 }
 
 static void missing_labels(void **state) {
   (void)state;
   const char *path = write_small("nolabels.h5", 10);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/labels/y", H5P_DEFAULT) >= 0);
   H5Fclose(f);
-  expect_open_fails(path, "missing /labels/y", NULL);
+  kd_test_expect_open_fails(path, "missing /labels/y", NULL);
   /* And without the whole group. */
-  f = open_rw(path);
+  f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/labels", H5P_DEFAULT) >= 0);
   H5Fclose(f);
-  expect_open_fails(path, "missing /labels/y", NULL);
+  kd_test_expect_open_fails(path, "missing /labels/y", NULL);
 }
 
 static void missing_inputs(void **state) {
   (void)state;
   const char *path = write_small("noinputs.h5", 10);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/inputs", H5P_DEFAULT) >= 0);
   H5Fclose(f);
-  expect_open_fails(path, "missing /inputs/x", NULL);
+  kd_test_expect_open_fails(path, "missing /inputs/x", NULL);
 }
 
 static void float_labels(void **state) {
   (void)state;
   const char *path = write_small("floatlabels.h5", 10);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/labels/y", H5P_DEFAULT) >= 0);
   float y[10] = {0};
   make_1d(f, "/labels/y", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 10, y);
   set_num_classes(f, "/labels/y", 10);
   H5Fclose(f);
-  expect_open_fails(path, "/labels/y has type float32", "labels must be integers");
+  kd_test_expect_open_fails(path, "/labels/y has type float32", "labels must be integers");
 }
 
 static void wrong_input_type(void **state) {
   (void)state;
   const char *path = write_small("int16x.h5", 10);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/inputs/x", H5P_DEFAULT) >= 0);
   int16_t x[10] = {0};
   make_1d(f, "/inputs/x", H5T_STD_I16LE, H5T_NATIVE_INT16, 10, x);
   H5Fclose(f);
-  expect_open_fails(path, "/inputs/x has type int16", "uint8 or float32");
+  kd_test_expect_open_fails(path, "/inputs/x has type int16", "uint8 or float32");
 }
 
 static void rank1_inputs(void **state) {
   (void)state;
   const char *path = write_small("rank1.h5", 10);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/inputs/x", H5P_DEFAULT) >= 0);
   uint8_t x[10] = {0};
   make_1d(f, "/inputs/x", H5T_STD_U8LE, H5T_NATIVE_UINT8, 10, x);
   H5Fclose(f);
-  expect_open_fails(path, "/inputs/x has shape [10]", "2 to 4 dimensions");
+  kd_test_expect_open_fails(path, "/inputs/x has shape [10]", "2 to 4 dimensions");
 }
 
 static void wrong_format_string(void **state) {
   (void)state;
   const char *path = write_small("format.h5", 10);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   kd_error err;
   assert_int_equal(kd_h5_write_attr_string(f, "format", "kdcl-checkpoint", &err), 0);
   H5Fclose(f);
-  expect_open_fails(path, "format is \"kdcl-checkpoint\"", "\"kdcl-dataset\"");
+  kd_test_expect_open_fails(path, "format is \"kdcl-checkpoint\"", "\"kdcl-dataset\"");
 }
 
 static void newer_format_version(void **state) {
   (void)state;
   const char *path = write_small("version.h5", 10);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   kd_error err;
   int32_t v[2] = {2, 0};
   assert_int_equal(kd_h5_write_attr_ints(f, "format_version", v, 2, &err), 0);
   H5Fclose(f);
-  expect_open_fails(path, "format_version is [2, 0]", "1.x");
+  kd_test_expect_open_fails(path, "format_version is [2, 0]", "1.x");
   /* A newer minor version is fine. */
-  f = open_rw(path);
+  f = kd_test_h5_open_rw(path);
   v[0] = 1, v[1] = 7;
   assert_int_equal(kd_h5_write_attr_ints(f, "format_version", v, 2, &err), 0);
   H5Fclose(f);
@@ -380,22 +324,22 @@ static void newer_format_version(void **state) {
 static void zero_rows(void **state) {
   (void)state;
   const char *path = write_small("empty.h5", 0);
-  expect_open_fails(path, "/inputs/x has 0 rows", NULL);
+  kd_test_expect_open_fails(path, "/inputs/x has 0 rows", NULL);
 }
 
 static void missing_num_classes(void **state) {
   (void)state;
   const char *path = write_small("nonc.h5", 10);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   hid_t d = H5Dopen2(f, "/labels/y", H5P_DEFAULT);
   assert_true(H5Adelete(d, "num_classes") >= 0);
   H5Dclose(d);
   H5Fclose(f);
-  expect_open_fails(path, "/labels/y has no attribute num_classes", NULL);
-  f = open_rw(path);
+  kd_test_expect_open_fails(path, "/labels/y has no attribute num_classes", NULL);
+  f = kd_test_h5_open_rw(path);
   set_num_classes(f, "/labels/y", 0);
   H5Fclose(f);
-  expect_open_fails(path, "/labels/y attribute num_classes is 0", NULL);
+  kd_test_expect_open_fails(path, "/labels/y attribute num_classes is 0", NULL);
 }
 
 static void label_out_of_range(void **state) {
@@ -405,20 +349,20 @@ static void label_out_of_range(void **state) {
   int32_t *y = calloc((size_t)n, sizeof *y);
   y[66000] = 10;
   y[68000] = -1;
-  const char *path = tmp_path("range.h5");
+  const char *path = kd_test_tmp_path("range.h5");
   KD_OK(kd_dataset_write(path, x, 1, n, 1, shape, y, 10, 1, 0, 1, err));
   kd_dataset ds;
   KD_OK(kd_dataset_open(&ds, path, err));
   kd_error e = {{0}};
   assert_int_equal(kd_dataset_check_labels(&ds, &e), -1);
-  assert_msg_has(e.msg, path, "/labels/y row 66000 has label 10", "[0, 10)", NULL);
+  kd_test_assert_msg_has(e.msg, path, "/labels/y row 66000 has label 10", "[0, 10)", NULL);
   kd_dataset_close(&ds);
   free(x);
   free(y);
 
   /* int64 labels beyond int32 are refused, not clipped. */
   const char *p2 = write_small("range64.h5", 10);
-  hid_t f = open_rw(p2);
+  hid_t f = kd_test_h5_open_rw(p2);
   H5Ldelete(f, "/labels/y", H5P_DEFAULT);
   int64_t y64[10] = {0, 1, 2, 3, (int64_t)1 << 40, 5, 6, 7, 8, 9};
   make_1d(f, "/labels/y", H5T_STD_I64LE, H5T_NATIVE_INT64, 10, y64);
@@ -426,43 +370,38 @@ static void label_out_of_range(void **state) {
   H5Fclose(f);
   KD_OK(kd_dataset_open(&ds, p2, err));
   assert_int_equal(kd_dataset_check_labels(&ds, &e), -1);
-  assert_msg_has(e.msg, p2, "/labels/y", "int32 range", NULL);
+  kd_test_assert_msg_has(e.msg, p2, "/labels/y", "int32 range", NULL);
   int64_t rows[2] = {4, 1};
   uint8_t xb[128];
   int32_t yb[2];
   assert_int_equal(kd_dataset_read_rows(&ds, rows, 2, xb, yb, &e), -1);
-  assert_msg_has(e.msg, p2, "/labels/y", "int32 range", NULL);
+  kd_test_assert_msg_has(e.msg, p2, "/labels/y", "int32 range", NULL);
   kd_dataset_close(&ds);
 }
 
 static void not_hdf5(void **state) {
   (void)state;
-  const char *path = tmp_path("text.h5");
-  FILE *f = fopen(path, "w");
-  fputs("this is not an HDF5 file, just some text that is long enough to be read\n", f);
-  fclose(f);
-  expect_open_fails(path, "not an HDF5 file", NULL);
-  const char *empty = tmp_path("empty-file.h5");
-  fclose(fopen(empty, "w"));
-  expect_open_fails(empty, "not an HDF5 file", NULL);
+  const char *path = kd_test_tmp_path("text.h5");
+  kd_test_write_file(path, "w",
+                     "this is not an HDF5 file, just some text that is long enough to be read\n");
+  kd_test_expect_open_fails(path, "not an HDF5 file", NULL);
+  const char *empty = kd_test_tmp_path("empty-file.h5");
+  kd_test_write_file(empty, "w", "");
+  kd_test_expect_open_fails(empty, "not an HDF5 file", NULL);
 }
 
 static void truncated(void **state) {
   (void)state;
   const char *path = write_small("trunc.h5", 2000);
-  FILE *f = fopen(path, "rb");
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fclose(f);
-  assert_int_equal(truncate(path, size / 2), 0);
-  expect_open_fails(path, "truncated HDF5 file (partial copy or crash?)", NULL);
+  kd_test_truncate_to_half(path);
+  kd_test_expect_open_fails(path, "truncated HDF5 file (partial copy or crash?)", NULL);
 }
 
 static void missing_file(void **state) {
   (void)state;
-  const char *path = tmp_path("no-such-file.h5");
-  expect_open_fails(path, "no such file", NULL);
-  expect_open_fails(tmpdir, "is a directory", NULL);
+  const char *path = kd_test_tmp_path("no-such-file.h5");
+  kd_test_expect_open_fails(path, "no such file", NULL);
+  kd_test_expect_open_fails(kd_test_tmp_dir(), "is a directory", NULL);
 }
 
 static void write_refuses_bad_arguments(void **state) {
@@ -471,11 +410,11 @@ static void write_refuses_bad_arguments(void **state) {
   uint8_t x[4] = {0};
   int32_t y[1] = {0};
   int64_t shape[1] = {4};
-  assert_int_equal(kd_dataset_write(tmp_path("bad.h5"), x, 1, 1, 1, shape, y, 0, 1, 0, 1, &e), -1);
-  assert_msg_has(e.msg, "num_classes", NULL);
+  assert_int_equal(kd_dataset_write(kd_test_tmp_path("bad.h5"), x, 1, 1, 1, shape, y, 0, 1, 0, 1, &e), -1);
+  kd_test_assert_msg_has(e.msg, "num_classes", NULL);
   assert_int_equal(
       kd_dataset_write("/nonexistent-dir-kdcl/d.h5", x, 1, 1, 1, shape, y, 2, 1, 0, 1, &e), -1);
-  assert_msg_has(e.msg, "/nonexistent-dir-kdcl/d.h5", "does not exist", NULL);
+  kd_test_assert_msg_has(e.msg, "/nonexistent-dir-kdcl/d.h5", "does not exist", NULL);
 }
 
 int main(void) {
@@ -499,5 +438,5 @@ int main(void) {
       cmocka_unit_test(missing_file),
       cmocka_unit_test(write_refuses_bad_arguments),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, kd_test_h5_teardown);
 }

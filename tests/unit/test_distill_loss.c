@@ -28,52 +28,14 @@ static const double alphas[] = {0, 0.3, 1};
 #define NTEMPS (sizeof temps / sizeof temps[0])
 #define NALPHAS (sizeof alphas / sizeof alphas[0])
 
-static float *fmalloc(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof(float));
-  assert_non_null(p);
-  return p;
-}
-
-static double *dmalloc(size_t n) {
-  double *p = calloc(n ? n : 1, sizeof(double));
-  assert_non_null(p);
-  return p;
-}
-
-static int32_t *imalloc(size_t n) {
-  int32_t *p = calloc(n ? n : 1, sizeof(int32_t));
-  assert_non_null(p);
-  return p;
-}
+static const kd_test_pad PAD = {OFF, 0, GARBAGE, GARBAGE};
 
 /* A float buffer with OFF garbage floats before the data. */
-static cl_mem padded(size_t n, const float *host) {
-  float *tmp = fmalloc(OFF + n);
-  for (size_t i = 0; i < OFF + n; i++) tmp[i] = GARBAGE;
-  if (host) memcpy(tmp + OFF, host, n * sizeof(float));
-  cl_mem b = kd_test_buffer(OFF + n, tmp);
-  free(tmp);
-  return b;
-}
+static cl_mem padded(size_t n, const float *host) { return kd_test_padded(&PAD, n, host); }
 
-/* int32 data at int offset OFF. */
+/* int32 data at int offset OFF, -7 before it. */
 static cl_mem int_buffer(size_t n, const int32_t *host) {
-  int32_t *tmp = imalloc(OFF + n);
-  for (size_t i = 0; i < OFF; i++) tmp[i] = -7;
-  memcpy(tmp + OFF, host, n * sizeof(int32_t));
-  cl_int rc;
-  cl_mem b = clCreateBuffer(kd_test_device()->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                            (OFF + n) * sizeof(int32_t), tmp, &rc);
-  free(tmp);
-  assert_int_equal(rc, CL_SUCCESS);
-  return b;
-}
-
-static void random_labels(int32_t *y, size_t B, size_t C, uint64_t seed) {
-  float *u = fmalloc(B);
-  kd_test_fill_uniform(u, B, 0, (float)C, seed);
-  for (size_t i = 0; i < B; i++) y[i] = (int32_t)u[i] < (int32_t)C ? (int32_t)u[i] : (int32_t)C - 1;
-  free(u);
+  return kd_test_int_buffer(OFF, n, host, -7);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -112,7 +74,7 @@ typedef struct ref_teacher {
 
 /* The distillation term of one row (T^2 included), straight from the definitions. */
 static double ref_kd_value(const ref_cfg *c, const double *zs, const ref_teacher *t, size_t C) {
-  double *ls = dmalloc(C), V = 0, T = c->T;
+  double *ls = kd_test_doubles(C), V = 0, T = c->T;
   log_softmax_T(zs, C, T, ls);
   for (size_t j = 0; j < C; j++) {
     if (!t->mask[j]) continue;
@@ -142,7 +104,7 @@ static double ref_kd_value(const ref_cfg *c, const double *zs, const ref_teacher
 }
 
 static double ref_ce(const double *zs, size_t C, int y) {
-  double *l = dmalloc(C);
+  double *l = kd_test_doubles(C);
   log_softmax_T(zs, C, 1.0, l);
   double r = -l[y];
   free(l);
@@ -159,7 +121,7 @@ static double ref_objective(const ref_cfg *c, const double *zs, int y, const ref
  * Jacobian (dL/du_j = s_j (g_j - sum_k s_k g_k), u = z/T) and dz = du / T, times T^2. */
 static void ref_grad(const ref_cfg *c, const double *zs, int y, const ref_teacher *t, size_t C,
                      double scale, double *d) {
-  double T = c->T, *ls = dmalloc(C), *l1 = dmalloc(C), *sg = dmalloc(C), G = 0;
+  double T = c->T, *ls = kd_test_doubles(C), *l1 = kd_test_doubles(C), *sg = kd_test_doubles(C), G = 0;
   log_softmax_T(zs, C, T, ls);
   log_softmax_T(zs, C, 1.0, l1);
   for (size_t j = 0; j < C; j++) {
@@ -214,7 +176,7 @@ typedef struct teacher_in {
 
 /* The reference teacher of row r at temperature T (arrays of C, caller frees via ref_free). */
 static ref_teacher ref_teacher_row(const teacher_in *ti, size_t r, size_t C, double T) {
-  ref_teacher t = {dmalloc(C), dmalloc(C), calloc(C, 1)};
+  ref_teacher t = {kd_test_doubles(C), kd_test_doubles(C), calloc(C, 1)};
   assert_non_null(t.mask);
   if (ti->kind == T_DENSE) {
     for (size_t j = 0; j < C; j++) t.zt[j] = ti->zt[r * C + j], t.mask[j] = 1;
@@ -225,7 +187,7 @@ static ref_teacher ref_teacher_row(const teacher_in *ti, size_t r, size_t C, dou
   const int32_t *idx = ti->idx + r * K;
   const float *lp = ti->logp + r * K;
   if (ti->missing == KD_TOPK_DROP) { /* t = softmax over the K entries of logp / T */
-    double *x = dmalloc(K), *l = dmalloc(K);
+    double *x = kd_test_doubles(K), *l = kd_test_doubles(K);
     for (size_t k = 0; k < K; k++) x[k] = lp[k];
     log_softmax_T(x, K, T, l);
     for (size_t k = 0; k < K; k++) t.lt[idx[k]] = l[k], t.mask[idx[k]] = 1;
@@ -309,13 +271,13 @@ typedef struct outputs {
 static outputs run_case(const kd_distill_config *cfg, const teacher_in *ti, const float *z,
                         const int32_t *y, size_t B, size_t C, float scale) {
   dev_case d = upload(ti, z, y, B, C);
-  outputs o = {fmalloc(B), fmalloc(B), fmalloc(B * C)};
+  outputs o = {kd_test_floats(B), kd_test_floats(B), kd_test_floats(B * C)};
   launch_ok(cfg, ti, &d, d.ce, d.kd, d.dl, d.z, B, C, scale);
   kd_test_read(d.ce, OFF, B, o.ce);
   kd_test_read(d.kd, OFF, B, o.kd);
   kd_test_read(d.dl, OFF, B * C, o.dl);
   /* Forward only: the same row values, bit for bit (and nothing else touched). */
-  float *ce2 = fmalloc(B), *kd2 = fmalloc(B);
+  float *ce2 = kd_test_floats(B), *kd2 = kd_test_floats(B);
   cl_mem ceb = padded(B, NULL), kdb = padded(B, NULL);
   launch_ok(cfg, ti, &d, ceb, kdb, NULL, d.z, B, C, scale);
   kd_test_read(ceb, OFF, B, ce2);
@@ -345,11 +307,6 @@ static tols moderate_tols(double T, float scale) {
                 2e-6 * scale * (T > 1 ? T : 1), 1e-4};
 }
 
-static void assert_all_finite(const char *what, const float *x, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(x[i])) fail_msg("%s[%zu] = %g is not finite", what, i, (double)x[i]);
-}
-
 /* tvd's subgradient jumps where t_j == s_j. 2: some class of the row is within float resolution
  * of such a kink but not on it (the float kernel may see a tie, or the other side: both are
  * subgradients of the float-rounded loss, so its gradient row is not compared); 1: exact ties
@@ -357,7 +314,7 @@ static void assert_all_finite(const char *what, const float *x, size_t n) {
  * kink); 0: none. */
 static int tvd_kink(const ref_cfg *c, const double *zs, const ref_teacher *t, size_t C) {
   if (c->loss != KD_LOSS_TVD) return 0;
-  double *ls = dmalloc(C);
+  double *ls = kd_test_doubles(C);
   log_softmax_T(zs, C, c->T, ls);
   int k = 0;
   for (size_t j = 0; j < C; j++) {
@@ -377,9 +334,9 @@ static void check_case(const char *name, const kd_distill_config *cfg, const tea
                        int fd) {
   float scale = 1.0f / (float)B;
   ref_cfg rc = ref_of(cfg);
-  double *want_ce = dmalloc(B), *want_kd = dmalloc(B), *want_d = dmalloc(B * C),
-         *zd = dmalloc(C);
-  double *want_fd = dmalloc(B * C);
+  double *want_ce = kd_test_doubles(B), *want_kd = kd_test_doubles(B), *want_d = kd_test_doubles(B * C),
+         *zd = kd_test_doubles(C);
+  double *want_fd = kd_test_doubles(B * C);
   int *kink = calloc(B, sizeof(int));
   assert_non_null(kink);
   for (size_t r = 0; r < B; r++) {
@@ -410,13 +367,13 @@ static void check_case(const char *name, const kd_distill_config *cfg, const tea
   outputs o = run_case(cfg, ti, z, y, B, C, scale);
   char what[160];
   snprintf(what, sizeof what, "%s ce_rows", name);
-  assert_all_finite(what, o.ce, B);
+  kd_test_assert_finite(what, o.ce, B);
   kd_test_assert_close(what, o.ce, want_ce, B, tl->ce_atol, tl->ce_rtol);
   snprintf(what, sizeof what, "%s kd_rows", name);
-  assert_all_finite(what, o.kd, B);
+  kd_test_assert_finite(what, o.kd, B);
   kd_test_assert_close(what, o.kd, want_kd, B, tl->kd_atol, tl->kd_rtol);
   snprintf(what, sizeof what, "%s dlogits", name);
-  assert_all_finite(what, o.dl, B * C);
+  kd_test_assert_finite(what, o.dl, B * C);
   for (size_t r = 0; r < B; r++)
     if (kink[r] < 2) {
       snprintf(what, sizeof what, "%s dlogits row %zu", name, r);
@@ -455,7 +412,7 @@ static void dense_matches_reference(void **state) {
   kd_test_fill_uniform(z, B * C, -5, 5, 11);
   kd_test_fill_uniform(zt, B * C, -5, 5, 12);
   for (int j = 0; j < C; j++) zt[6 * C + j] = z[6 * C + j]; /* row 6: teacher == student */
-  random_labels(y, B, C, 13);
+  kd_test_random_labels(y, B, C, 13);
   teacher_in ti = {.kind = T_DENSE, .zt = zt};
   for (int l = 0; l < NLOSS; l++)
     for (size_t a = 0; a < NTEMPS; a++)
@@ -475,11 +432,11 @@ static void dense_skew_zero_is_kd_and_edges(void **state) {
   size_t shapes[][2] = {{1, 1}, {3, 64}, {2, 65}, {5, 2}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     size_t B = shapes[s][0], C = shapes[s][1];
-    float *z = fmalloc(B * C), *zt = fmalloc(B * C);
-    int32_t *y = imalloc(B);
+    float *z = kd_test_floats(B * C), *zt = kd_test_floats(B * C);
+    int32_t *y = kd_test_ints(B);
     kd_test_fill_uniform(z, B * C, -4, 4, 20 + s);
     kd_test_fill_uniform(zt, B * C, -4, 4, 30 + s);
-    random_labels(y, B, C, 40 + s);
+    kd_test_random_labels(y, B, C, 40 + s);
     teacher_in ti = {.kind = T_DENSE, .zt = zt};
     for (int l = 0; l < NLOSS; l++) {
       kd_distill_config cfg = make_cfg((kd_distill_loss)l, 2, 0.3, KD_TOPK_DROP);
@@ -495,7 +452,7 @@ static void dense_skew_zero_is_kd_and_edges(void **state) {
                       cs = make_cfg(KD_LOSS_SKL, 2, 0.3, KD_TOPK_DROP);
     cs.skew = 0.0f;
     outputs ok = run_case(&ck, &ti, z, y, B, C, 1.0f), os = run_case(&cs, &ti, z, y, B, C, 1.0f);
-    double *w = dmalloc(B * C);
+    double *w = kd_test_doubles(B * C);
     for (size_t i = 0; i < B; i++) w[i] = ok.kd[i];
     kd_test_assert_close("skl(skew=0) vs kd value", os.kd, w, B, 1e-6, 1e-5);
     for (size_t i = 0; i < B * C; i++) w[i] = ok.dl[i];
@@ -508,11 +465,11 @@ static void dense_skew_zero_is_kd_and_edges(void **state) {
 static void dense_wide_rows(void **state) {
   (void)state;
   enum { B = 7, C = 1000 };
-  float *z = fmalloc(B * C), *zt = fmalloc(B * C);
+  float *z = kd_test_floats(B * C), *zt = kd_test_floats(B * C);
   int32_t y[B];
   kd_test_fill_uniform(z, B * C, -5, 5, 51);
   kd_test_fill_uniform(zt, B * C, -5, 5, 52);
-  random_labels(y, B, C, 53);
+  kd_test_random_labels(y, B, C, 53);
   teacher_in ti = {.kind = T_DENSE, .zt = zt};
   for (int l = 0; l < NLOSS; l++) {
     kd_distill_config cfg = make_cfg((kd_distill_loss)l, 4, 0.3, KD_TOPK_DROP);
@@ -549,7 +506,7 @@ static void fill_extreme(float *z, float *zt, size_t B, size_t C) {
  * sorted descending, with their log-probabilities (computed in double, stored as float). */
 static void make_topk(const float *zt, size_t B, size_t C, size_t K, int32_t *idx, float *logp,
                       float *dense_logp) {
-  double *x = dmalloc(C), *l = dmalloc(C);
+  double *x = kd_test_doubles(C), *l = kd_test_doubles(C);
   for (size_t r = 0; r < B; r++) {
     for (size_t j = 0; j < C; j++) x[j] = zt[r * C + j];
     log_softmax_T(x, C, 1.0, l);
@@ -612,9 +569,9 @@ static void extreme_logits_stay_finite(void **state) {
             check_case(name, &cfg, &teachers[k], z, y, B, C, &tl, 0);
           } else {
             outputs o = run_case(&cfg, &teachers[k], z, y, B, C, 1.0f / B);
-            assert_all_finite(name, o.ce, B);
-            assert_all_finite(name, o.kd, B);
-            assert_all_finite(name, o.dl, B * C);
+            kd_test_assert_finite(name, o.ce, B);
+            kd_test_assert_finite(name, o.kd, B);
+            kd_test_assert_finite(name, o.dl, B * C);
             outputs_free(&o);
           }
         }
@@ -631,7 +588,7 @@ static void topk_full_equals_dense(void **state) {
   int32_t y[B], idx[B * C];
   kd_test_fill_uniform(z, B * C, -5, 5, 71);
   kd_test_fill_uniform(zt, B * C, -5, 5, 72);
-  random_labels(y, B, C, 73);
+  kd_test_random_labels(y, B, C, 73);
   make_topk(zt, B, C, C, idx, logp, dense_logp);
   teacher_in dense = {.kind = T_DENSE, .zt = dense_logp};
   for (int m = 0; m < 2; m++) {
@@ -677,7 +634,7 @@ static void topk_k3_matches_reference(void **state) {
   for (int j = 0; j < C; j++) zt[4 * C + j] = j == 3 ? 20.0f : 0.5f * (float)j; /* confident */
   for (int j = 0; j < C; j++) zt[5 * C + j] = j < 2 ? 3.0f - 0.5f * (float)j : -1.0f + 0.1f * (float)j;
   for (int j = 0; j < C; j++) zt[6 * C + j] *= 5.0f;
-  random_labels(y, B, C, 83);
+  kd_test_random_labels(y, B, C, 83);
   make_topk(zt, B, C, K, idx, logp, NULL);
   for (int m = 0; m < 2; m++) {
     teacher_in tk = {.kind = T_TOPK, .idx = idx, .logp = logp, .K = K, .missing = (kd_topk_missing)m};
@@ -701,18 +658,18 @@ static void topk_k3_matches_reference(void **state) {
 static void ce_equals_softmax_ce(void **state) {
   (void)state;
   enum { B = 9, C = 70, K = 4 };
-  float *z = fmalloc(B * C), *zt = fmalloc(B * C), logp[B * K];
+  float *z = kd_test_floats(B * C), *zt = kd_test_floats(B * C), logp[B * K];
   int32_t y[B], idx[B * K];
   kd_test_fill_uniform(z, B * C, -6, 6, 91);
   kd_test_fill_uniform(zt, B * C, -6, 6, 92);
-  random_labels(y, B, C, 93);
+  kd_test_random_labels(y, B, C, 93);
   make_topk(zt, B, C, K, idx, logp, NULL);
   float scale = 0.37f;
   cl_mem bz = padded(B * C, z), by = int_buffer(B, y), bl = padded(B, NULL),
          bd = padded(B * C, NULL);
   KD_OK(kd_softmax_ce_forward_backward(kd_test_device(), kd_at(bl, OFF), kd_at(bd, OFF),
                                        kd_at(bz, OFF), kd_at(by, OFF), B, C, scale, err));
-  float want_l[B], *want_d = fmalloc(B * C);
+  float want_l[B], *want_d = kd_test_floats(B * C);
   kd_test_read(bl, OFF, B, want_l);
   kd_test_read(bd, OFF, B * C, want_d);
   teacher_in teachers[] = {{.kind = T_DENSE, .zt = zt},
@@ -746,11 +703,11 @@ static void ce_equals_softmax_ce(void **state) {
 static void in_place_and_deterministic(void **state) {
   (void)state;
   enum { B = 5, C = 150, K = 7 };
-  float *z = fmalloc(B * C), *zt = fmalloc(B * C), logp[B * K];
+  float *z = kd_test_floats(B * C), *zt = kd_test_floats(B * C), logp[B * K];
   int32_t y[B], idx[B * K];
   kd_test_fill_uniform(z, B * C, -5, 5, 101);
   kd_test_fill_uniform(zt, B * C, -5, 5, 102);
-  random_labels(y, B, C, 103);
+  kd_test_random_labels(y, B, C, 103);
   make_topk(zt, B, C, K, idx, logp, NULL);
   teacher_in teachers[] = {
       {.kind = T_DENSE, .zt = zt},
@@ -766,7 +723,7 @@ static void in_place_and_deterministic(void **state) {
       assert_memory_equal(a.kd, b.kd, B * sizeof(float));
       dev_case d = upload(&teachers[k], z, y, B, C);
       launch_ok(&cfg, &teachers[k], &d, d.ce, d.kd, d.z, d.z, B, C, 0.2f);
-      float *dz = fmalloc(B * C), kd2[B];
+      float *dz = kd_test_floats(B * C), kd2[B];
       kd_test_read(d.z, OFF, B * C, dz);
       kd_test_read(d.kd, OFF, B, kd2);
       assert_memory_equal(a.dl, dz, B * C * sizeof(float));

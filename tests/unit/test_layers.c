@@ -19,53 +19,10 @@
 /* Garbage written into outputs first, to prove they are overwritten, not accumulated. */
 #define GARBAGE 1234.5f
 
-static float *fmalloc(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof(float));
-  assert_non_null(p);
-  return p;
-}
-
-static double *dmalloc(size_t n) {
-  double *p = calloc(n ? n : 1, sizeof(double));
-  assert_non_null(p);
-  return p;
-}
+static const kd_test_pad PAD = {OFF, 0, GARBAGE, GARBAGE};
 
 /* A buffer of OFF + n floats holding `host` (or GARBAGE when host is NULL) from offset OFF. */
-static cl_mem padded(size_t n, const float *host) {
-  float *tmp = fmalloc(OFF + n);
-  for (size_t i = 0; i < OFF + n; i++) tmp[i] = GARBAGE;
-  if (host) memcpy(tmp + OFF, host, n * sizeof(float));
-  cl_mem b = kd_test_buffer(OFF + n, tmp);
-  free(tmp);
-  return b;
-}
-
-static void write_floats(cl_mem buf, size_t off, size_t n, const float *host) {
-  KD_OK(kd_write_floats(kd_test_device(), buf, off, n, host, err));
-}
-
-/* ---- GEMM back ends ---- */
-
-static int has_kernel(kd_device *dev, const char *name) {
-  for (int i = 0; i < dev->num_kernels; i++)
-    if (!strcmp(dev->kernels[i].name, name)) return 1;
-  return 0;
-}
-
-/* The back ends available here: CLBlast when it runs, the built-in GEMM once its kernel
- * exists. Returns how many were written into out. */
-static int gemm_backends(kd_gemm_backend out[2]) {
-  kd_device *dev = kd_test_device();
-  int k = 0;
-  kd_error err = {{0}};
-  if (kd_gemm_clblast_usable(dev, &err)) out[k++] = KD_GEMM_CLBLAST;
-  else print_message("CLBlast not usable here (%s); skipping it\n", err.msg);
-  if (has_kernel(dev, "kd_gemm_nn")) out[k++] = KD_GEMM_BUILTIN;
-  else print_message("kernels/gemm.cl has no kd_gemm_nn yet; built-in GEMM not tested\n");
-  if (k == 0) fail_msg("no GEMM back end to test");
-  return k;
-}
+static cl_mem padded(size_t n, const float *host) { return kd_test_padded(&PAD, n, host); }
 
 /* ---- dense ---- */
 
@@ -81,15 +38,15 @@ static void dense_ref(double *y, const float *x, const float *w, const float *b,
 
 static void dense_forward_case(size_t B, size_t in, size_t out, int bias) {
   kd_device *dev = kd_test_device();
-  float *x = fmalloc(B * in), *w = fmalloc(out * in), *b = fmalloc(out), *y = fmalloc(B * out);
-  double *want = dmalloc(B * out);
+  float *x = kd_test_floats(B * in), *w = kd_test_floats(out * in), *b = kd_test_floats(out), *y = kd_test_floats(B * out);
+  double *want = kd_test_doubles(B * out);
   kd_test_fill_uniform(x, B * in, -1, 1, 1);
   kd_test_fill_uniform(w, out * in, -1, 1, 2);
   kd_test_fill_uniform(b, out, -1, 1, 3);
   dense_ref(want, x, w, bias ? b : NULL, B, in, out);
   cl_mem bx = padded(B * in, x), bw = padded(out * in, w), bb = padded(out, b);
   kd_gemm_backend be[2];
-  int nbe = gemm_backends(be);
+  int nbe = kd_test_gemm_backends(be);
   kd_gemm_backend saved = dev->gemm_backend;
   for (int k = 0; k < nbe; k++) {
     dev->gemm_backend = be[k];
@@ -149,19 +106,19 @@ static double dense_fd(float *host, cl_mem buf, size_t idx, cl_mem by, cl_mem bx
                        cl_mem bb, const float *dy, float *y, size_t B, size_t in, size_t out) {
   const float h = 1e-2f;
   float v = host[idx], vp = v + h, vm = v - h;
-  write_floats(buf, OFF + idx, 1, &vp);
+  kd_test_write(buf, OFF + idx, 1, &vp);
   double Lp = dense_loss_kernel(by, bx, bw, bb, dy, y, B, in, out);
-  write_floats(buf, OFF + idx, 1, &vm);
+  kd_test_write(buf, OFF + idx, 1, &vm);
   double Lm = dense_loss_kernel(by, bx, bw, bb, dy, y, B, in, out);
-  write_floats(buf, OFF + idx, 1, &v);
+  kd_test_write(buf, OFF + idx, 1, &v);
   return (Lp - Lm) / ((double)vp - (double)vm);
 }
 
 static void dense_backward_case(size_t B, size_t in, size_t out, int with_dx, int with_db) {
   kd_device *dev = kd_test_device();
-  float *x = fmalloc(B * in), *w = fmalloc(out * in), *b = fmalloc(out), *dy = fmalloc(B * out);
-  float *y = fmalloc(B * out), *dx = fmalloc(B * in), *dw = fmalloc(out * in), *db = fmalloc(out);
-  double *want_dx = dmalloc(B * in), *want_dw = dmalloc(out * in), *want_db = dmalloc(out);
+  float *x = kd_test_floats(B * in), *w = kd_test_floats(out * in), *b = kd_test_floats(out), *dy = kd_test_floats(B * out);
+  float *y = kd_test_floats(B * out), *dx = kd_test_floats(B * in), *dw = kd_test_floats(out * in), *db = kd_test_floats(out);
+  double *want_dx = kd_test_doubles(B * in), *want_dw = kd_test_doubles(out * in), *want_db = kd_test_doubles(out);
   kd_test_fill_uniform(x, B * in, -1, 1, 11);
   kd_test_fill_uniform(w, out * in, -1, 1, 12);
   kd_test_fill_uniform(b, out, -1, 1, 13);
@@ -186,7 +143,7 @@ static void dense_backward_case(size_t B, size_t in, size_t out, int with_dx, in
   /* The analytic reference against central differences of the double forward L (linear, so
    * they agree to rounding; this guards the reference's indexing). */
   {
-    double *xd = dmalloc(B * in), *wd = dmalloc(out * in), *bd = dmalloc(out);
+    double *xd = kd_test_doubles(B * in), *wd = kd_test_doubles(out * in), *bd = kd_test_doubles(out);
     for (size_t i = 0; i < B * in; i++) xd[i] = x[i];
     for (size_t i = 0; i < out * in; i++) wd[i] = w[i];
     for (size_t i = 0; i < out; i++) bd[i] = b[i];
@@ -211,7 +168,7 @@ static void dense_backward_case(size_t B, size_t in, size_t out, int with_dx, in
   cl_mem bx = padded(B * in, x), bw = padded(out * in, w), bb = padded(out, b),
          bdy = padded(B * out, dy), by = padded(B * out, NULL);
   kd_gemm_backend be[2];
-  int nbe = gemm_backends(be);
+  int nbe = kd_test_gemm_backends(be);
   kd_gemm_backend saved = dev->gemm_backend;
   for (int k = 0; k < nbe; k++) {
     dev->gemm_backend = be[k];
@@ -490,8 +447,8 @@ static void dropout_mask_statistics_and_backward(void **state) {
   const size_t n = DROP_N;
   const float rate = 0.3f;
   const uint64_t seed = 0x123456789abcdef0ull, stream = 0xfedcba9876543210ull;
-  float *x = fmalloc(n), *y = fmalloc(n), *y2 = fmalloc(n), *y3 = fmalloc(n), *dy = fmalloc(n),
-        *dx = fmalloc(n);
+  float *x = kd_test_floats(n), *y = kd_test_floats(n), *y2 = kd_test_floats(n), *y3 = kd_test_floats(n), *dy = kd_test_floats(n),
+        *dx = kd_test_floats(n);
   kd_test_fill_uniform(x, n, 0.5f, 1.5f, 41); /* never zero: y == 0 exactly when dropped */
   kd_test_fill_uniform(dy, n, -1, 1, 42);
   cl_mem bx = padded(n, x), by = padded(n, NULL), bdy = padded(n, dy), bdx = padded(n, NULL);

@@ -13,38 +13,14 @@
 #define OFF 5
 #define GARBAGE 777.0f
 
-static float *fmalloc(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof(float));
-  assert_non_null(p);
-  return p;
-}
+static const kd_test_pad PAD = {OFF, 0, GARBAGE, GARBAGE};
 
-static double *dmalloc(size_t n) {
-  double *p = calloc(n ? n : 1, sizeof(double));
-  assert_non_null(p);
-  return p;
-}
+/* A buffer of OFF + n floats holding `host` (or GARBAGE when host is NULL) from offset OFF. */
+static cl_mem padded(size_t n, const float *host) { return kd_test_padded(&PAD, n, host); }
 
-static cl_mem padded(size_t n, const float *host) {
-  float *tmp = fmalloc(OFF + n);
-  for (size_t i = 0; i < OFF + n; i++) tmp[i] = GARBAGE;
-  if (host) memcpy(tmp + OFF, host, n * sizeof(float));
-  cl_mem b = kd_test_buffer(OFF + n, tmp);
-  free(tmp);
-  return b;
-}
-
-/* int32 labels at int offset OFF. */
+/* int32 labels at int offset OFF, zeros before them. */
 static cl_mem label_buffer(size_t B, const int32_t *labels) {
-  int32_t *tmp = calloc(OFF + B, sizeof(int32_t));
-  assert_non_null(tmp);
-  memcpy(tmp + OFF, labels, B * sizeof(int32_t));
-  cl_int rc;
-  cl_mem b = clCreateBuffer(kd_test_device()->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                            (OFF + B) * sizeof(int32_t), tmp, &rc);
-  free(tmp);
-  assert_int_equal(rc, CL_SUCCESS);
-  return b;
+  return kd_test_int_buffer(OFF, B, labels, 0);
 }
 
 /* Double reference of one row: returns the loss, writes the gradient * scale into d. */
@@ -59,7 +35,7 @@ static double ce_row_ref(const double *z, size_t C, int y, double scale, double 
 
 static void ce_ref(const float *z, const int32_t *y, size_t B, size_t C, double scale,
                    double *loss, double *d) {
-  double *row = dmalloc(C);
+  double *row = kd_test_doubles(C);
   for (size_t r = 0; r < B; r++) {
     for (size_t j = 0; j < C; j++) row[j] = z[r * C + j];
     loss[r] = ce_row_ref(row, C, y[r], scale, d ? d + r * C : NULL);
@@ -77,8 +53,8 @@ static void run_ce(cl_mem loss, cl_mem dl, cl_mem z, cl_mem lab, size_t B, size_
 static void ce_case(const char *name, const float *z, const int32_t *y, size_t B, size_t C,
                     double loss_tol, double grad_tol) {
   float scale = 1.0f / (float)B;
-  float *loss = fmalloc(B), *d = fmalloc(B * C);
-  double *want_loss = dmalloc(B), *want_d = dmalloc(B * C);
+  float *loss = kd_test_floats(B), *d = kd_test_floats(B * C);
+  double *want_loss = kd_test_doubles(B), *want_d = kd_test_doubles(B * C);
   ce_ref(z, y, B, C, scale, want_loss, want_d);
   cl_mem bz = padded(B * C, z), bl = padded(B, NULL), bd = padded(B * C, NULL),
          by = label_buffer(B, y);
@@ -86,16 +62,16 @@ static void ce_case(const char *name, const float *z, const int32_t *y, size_t B
   kd_test_read(bl, OFF, B, loss);
   kd_test_read(bd, OFF, B * C, d);
   char what[96];
-  for (size_t i = 0; i < B; i++)
-    if (!isfinite(loss[i])) fail_msg("%s: loss[%zu] = %g is not finite", name, i, (double)loss[i]);
-  for (size_t i = 0; i < B * C; i++)
-    if (!isfinite(d[i])) fail_msg("%s: dlogits[%zu] = %g is not finite", name, i, (double)d[i]);
+  snprintf(what, sizeof what, "%s: loss", name);
+  kd_test_assert_finite(what, loss, B);
+  snprintf(what, sizeof what, "%s: dlogits", name);
+  kd_test_assert_finite(what, d, B * C);
   snprintf(what, sizeof what, "%s loss [%zu x %zu]", name, B, C);
   kd_test_assert_close(what, loss, want_loss, B, loss_tol, loss_tol);
   snprintf(what, sizeof what, "%s dlogits [%zu x %zu]", name, B, C);
   kd_test_assert_close(what, d, want_d, B * C, grad_tol, grad_tol);
   /* Forward only gives the same losses, bit for bit. */
-  float *loss2 = fmalloc(B);
+  float *loss2 = kd_test_floats(B);
   cl_mem bl2 = padded(B, NULL);
   KD_OK(kd_softmax_ce_forward_backward(kd_test_device(), kd_at(bl2, OFF), kd_at(NULL, 0),
                                        kd_at(bz, OFF), kd_at(by, OFF), B, C, scale, err));
@@ -103,7 +79,7 @@ static void ce_case(const char *name, const float *z, const int32_t *y, size_t B
   assert_memory_equal(loss, loss2, B * sizeof(float));
   /* dlogits aliasing logits: the same gradient, in place. */
   run_ce(bl2, bz, bz, by, B, C, scale);
-  float *d2 = fmalloc(B * C);
+  float *d2 = kd_test_floats(B * C);
   kd_test_read(bz, OFF, B * C, d2);
   kd_test_read(bl2, OFF, B, loss2);
   assert_memory_equal(d, d2, B * C * sizeof(float));
@@ -113,22 +89,15 @@ static void ce_case(const char *name, const float *z, const int32_t *y, size_t B
   free(loss), free(d), free(want_loss), free(want_d), free(loss2), free(d2);
 }
 
-static void random_labels(int32_t *y, size_t B, size_t C, uint64_t seed) {
-  float *u = fmalloc(B);
-  kd_test_fill_uniform(u, B, 0, (float)C, seed);
-  for (size_t i = 0; i < B; i++) y[i] = (int32_t)u[i] < (int32_t)C ? (int32_t)u[i] : (int32_t)C - 1;
-  free(u);
-}
-
 static void ce_matches_reference(void **state) {
   (void)state;
   size_t shapes[][2] = {{7, 13}, {1, 1}, {5, 2}, {3, 1000}, {64, 10}, {2, 64}, {2, 65}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     size_t B = shapes[s][0], C = shapes[s][1];
-    float *z = fmalloc(B * C);
+    float *z = kd_test_floats(B * C);
     int32_t *y = malloc(B * sizeof(int32_t));
     kd_test_fill_uniform(z, B * C, -5, 5, 100 + s);
-    random_labels(y, B, C, 200 + s);
+    kd_test_random_labels(y, B, C, 200 + s);
     /* float exp/log over C terms: loss to ~1e-6 relative, gradient entries to ~1e-7 */
     ce_case("softmax CE", z, y, B, C, 2e-6, 1e-6);
     free(z), free(y);
@@ -173,7 +142,7 @@ static void ce_gradient_matches_finite_differences(void **state) {
   int32_t y[B];
   double loss_ref[B], d_ref[B * C];
   kd_test_fill_uniform(z, B * C, -3, 3, 400);
-  random_labels(y, B, C, 401);
+  kd_test_random_labels(y, B, C, 401);
   ce_ref(z, y, B, C, scale, loss_ref, d_ref);
   /* Reference gradient vs central differences of the double objective, every element. */
   double zd[B * C];
@@ -198,11 +167,11 @@ static void ce_gradient_matches_finite_differences(void **state) {
   for (int i = 0; i < B * C; i++) {
     const float h = 1e-2f;
     float v = z[i], vp = v + h, vm = v - h;
-    KD_OK(kd_write_floats(kd_test_device(), bz, OFF + i, 1, &vp, err));
+    kd_test_write(bz, OFF + i, 1, &vp);
     double Lp = ce_kernel_objective(bl, bz, by, B, C, scale);
-    KD_OK(kd_write_floats(kd_test_device(), bz, OFF + i, 1, &vm, err));
+    kd_test_write(bz, OFF + i, 1, &vm);
     double Lm = ce_kernel_objective(bl, bz, by, B, C, scale);
-    KD_OK(kd_write_floats(kd_test_device(), bz, OFF + i, 1, &v, err));
+    kd_test_write(bz, OFF + i, 1, &v);
     double fd = (Lp - Lm) / ((double)vp - vm);
     /* truncation h^2/6 |f'''| ~ 2e-5 * scale, float rounding ~1e-7 * L / 2h ~ 1e-5 */
     kd_test_assert_close("dlogits vs float FD (h=1e-2)", &d[i], &fd, 1, 5e-5, 1e-3);
@@ -229,7 +198,7 @@ static void ce_bad_label_gives_nan_row(void **state) {
   }
   /* NaN logits reach the loss too. */
   z[3 * C + 2] = NAN;
-  KD_OK(kd_write_floats(kd_test_device(), bz, OFF, B * C, z, err));
+  kd_test_write(bz, OFF, B * C, z);
   run_ce(bl, bd, bz, by, B, C, 1.0f);
   kd_test_read(bl, OFF, B, loss);
   assert_true(isnan(loss[3]) && isfinite(loss[0]));

@@ -12,41 +12,18 @@
 #define OFF 7
 #define GARBAGE -99.0f
 
-static float *fmalloc(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof(float));
-  assert_non_null(p);
-  return p;
-}
-
-static double *dmalloc(size_t n) {
-  double *p = calloc(n ? n : 1, sizeof(double));
-  assert_non_null(p);
-  return p;
-}
-
 /* OFF garbage floats, then host (or zeros), then OFF more garbage. */
-static cl_mem padded(size_t n, const float *host) {
-  float *tmp = fmalloc(2 * OFF + n);
-  for (size_t i = 0; i < 2 * OFF + n; i++) tmp[i] = GARBAGE;
-  for (size_t i = 0; i < n; i++) tmp[OFF + i] = host ? host[i] : 0.0f;
-  cl_mem b = kd_test_buffer(2 * OFF + n, tmp);
-  free(tmp);
-  return b;
-}
+static const kd_test_pad PAD = {OFF, OFF, GARBAGE, 0.0f};
 
-static void assert_padding_intact(cl_mem b, size_t n) {
-  float pad[OFF];
-  kd_test_read(b, 0, OFF, pad);
-  for (int i = 0; i < OFF; i++) assert_true(pad[i] == GARBAGE);
-  kd_test_read(b, OFF + n, OFF, pad);
-  for (int i = 0; i < OFF; i++) assert_true(pad[i] == GARBAGE);
-}
+static cl_mem padded(size_t n, const float *host) { return kd_test_padded(&PAD, n, host); }
+
+static void assert_padding_intact(cl_mem b, size_t n) { kd_test_assert_margins("optim", b, &PAD, n); }
 
 /* ---- gradient norm ---- */
 
 static void grad_norm_case(size_t n, uint64_t seed) {
   kd_device *dev = kd_test_device();
-  float *g = fmalloc(n);
+  float *g = kd_test_floats(n);
   kd_test_fill_uniform(g, n, -1, 1, seed);
   double ss = 0;
   for (size_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
@@ -81,7 +58,7 @@ static void grad_norm_matches_double_sum(void **state) {
   /* n = 0: the norm of nothing is 0. */
   cl_mem bn = padded(1, NULL), bw = padded(1, NULL);
   float one = 5.0f;
-  KD_OK(kd_write_floats(kd_test_device(), bn, OFF, 1, &one, err));
+  kd_test_write(bn, OFF, 1, &one);
   KD_OK(kd_grad_norm(kd_test_device(), kd_at(bn, OFF), kd_at(bw, OFF), 0, kd_at(bw, OFF), err));
   kd_test_read(bn, OFF, 1, &one);
   assert_true(one == 0.0f);
@@ -138,9 +115,9 @@ static void ref_adamw(ref_state *s, const float *grad, size_t n, const kd_optim_
 static void optim_case(const char *name, const kd_optim_config *cfg, int clip_mode) {
   kd_device *dev = kd_test_device();
   const size_t n = OPT_N;
-  float *p0 = fmalloc(n), *g = fmalloc(n), *got = fmalloc(n);
+  float *p0 = kd_test_floats(n), *g = kd_test_floats(n), *got = kd_test_floats(n);
   kd_test_fill_uniform(p0, n, -1, 1, 70);
-  ref_state rs = {dmalloc(n), dmalloc(n), dmalloc(n)};
+  ref_state rs = {kd_test_doubles(n), kd_test_doubles(n), kd_test_doubles(n)};
   for (size_t i = 0; i < n; i++) rs.p[i] = p0[i];
   size_t ws = kd_grad_norm_workspace_floats(n);
   cl_mem bp = padded(n, p0), bg = padded(n, NULL), b1 = padded(n, NULL), b2 = padded(n, NULL),

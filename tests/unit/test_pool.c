@@ -23,54 +23,16 @@ typedef struct shape {
   size_t n, C, H, W, size, stride, pad, OH, OW;
 } shape;
 
-static float *fmalloc(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof(float));
-  assert_non_null(p);
-  return p;
-}
-
-static double *dmalloc(size_t n) {
-  double *p = calloc(n ? n : 1, sizeof(double));
-  assert_non_null(p);
-  return p;
-}
+static const kd_test_pad PAD = {OFF, 0, GARBAGE, GARBAGE};
 
 /* A buffer of OFF + n floats holding `host` (or GARBAGE when host is NULL) from offset OFF. */
-static cl_mem padded(size_t n, const float *host) {
-  float *tmp = fmalloc(OFF + n);
-  for (size_t i = 0; i < OFF + n; i++) tmp[i] = GARBAGE;
-  if (host) memcpy(tmp + OFF, host, n * sizeof(float));
-  cl_mem b = kd_test_buffer(OFF + n, tmp);
-  free(tmp);
-  return b;
-}
+static cl_mem padded(size_t n, const float *host) { return kd_test_padded(&PAD, n, host); }
 
 /* An int32 buffer of OFF + n filled with GARBAGE_INDEX. */
-static cl_mem int_buffer(size_t n) {
-  kd_device *dev = kd_test_device();
-  int *tmp = malloc((OFF + n) * sizeof(int));
-  assert_non_null(tmp);
-  for (size_t i = 0; i < OFF + n; i++) tmp[i] = GARBAGE_INDEX;
-  cl_int rc;
-  cl_mem b = clCreateBuffer(dev->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                            (OFF + n) * sizeof(int), tmp, &rc);
-  assert_int_equal(rc, CL_SUCCESS);
-  free(tmp);
-  return b;
-}
+static cl_mem int_buffer(size_t n) { return kd_test_int_buffer(OFF, n, NULL, GARBAGE_INDEX); }
 
-static void read_ints(cl_mem b, size_t off, size_t n, int *host) {
-  kd_device *dev = kd_test_device();
-  assert_int_equal(clEnqueueReadBuffer(dev->queue, b, CL_TRUE, off * sizeof(int),
-                                       n * sizeof(int), host, 0, NULL, NULL),
-                   CL_SUCCESS);
-}
-
-static void assert_front_untouched(cl_mem b) {
-  float front[OFF];
-  kd_test_read(b, 0, OFF, front);
-  for (int i = 0; i < OFF; i++) assert_true(front[i] == GARBAGE);
-}
+/* The OFF floats in front of the tensor still hold GARBAGE. */
+static void assert_front_untouched(cl_mem b) { kd_test_assert_margins("pool", b, &PAD, 0); }
 
 static shape make_shape(size_t n, size_t C, size_t H, size_t W, size_t size, size_t stride,
                         size_t pad) {
@@ -158,9 +120,8 @@ static double pool_loss(int is_max, const shape *s, const double *x, const float
 static void check_reference_by_fd(int is_max, const shape *s, const float *xf, const float *dy,
                                   const double *dx_ref) {
   size_t nin = s->n * s->C * s->H * s->W, nout = s->n * s->C * s->OH * s->OW;
-  double *x = dmalloc(nin), *y = dmalloc(nout);
-  int *am = malloc(nout * sizeof(int));
-  assert_non_null(am);
+  double *x = kd_test_doubles(nin), *y = kd_test_doubles(nout);
+  int *am = kd_test_ints(nout);
   for (size_t i = 0; i < nin; i++) x[i] = xf[i];
   const double h = 1e-4;
   for (size_t i = 0; i < nin; i++) {
@@ -216,7 +177,7 @@ typedef enum data_kind { DATA_DISTINCT, DATA_TIES, DATA_NEG_INF } data_kind;
  * padding's 0); NEG_INF = TIES with -inf sprinkled in and one plane all -inf. */
 static void fill_x(float *x, const shape *s, data_kind kind, uint64_t seed) {
   size_t nin = s->n * s->C * s->H * s->W;
-  float *u = fmalloc(nin);
+  float *u = kd_test_floats(nin);
   kd_test_fill_uniform(u, nin, 0, 1, seed);
   if (kind == DATA_DISTINCT) {
     for (size_t i = 0; i < nin; i++) x[i] = -0.01f * (float)(i + 1);
@@ -243,10 +204,9 @@ static void pool_case(int is_max, size_t n, size_t C, size_t H, size_t W, size_t
   kd_device *dev = kd_test_device();
   shape s = make_shape(n, C, H, W, size, stride, pad);
   size_t nin = n * C * H * W, nout = n * C * s.OH * s.OW;
-  float *x = fmalloc(nin), *dy = fmalloc(nout), *y = fmalloc(nout), *dx = fmalloc(nin);
-  double *xd = dmalloc(nin), *want_y = dmalloc(nout), *want_dx = dmalloc(nin);
-  int *want_am = malloc(nout * sizeof(int)), *am = malloc(nout * sizeof(int));
-  assert_non_null(want_am), assert_non_null(am);
+  float *x = kd_test_floats(nin), *dy = kd_test_floats(nout), *y = kd_test_floats(nout), *dx = kd_test_floats(nin);
+  double *xd = kd_test_doubles(nin), *want_y = kd_test_doubles(nout), *want_dx = kd_test_doubles(nin);
+  int *want_am = kd_test_ints(nout), *am = kd_test_ints(nout);
   fill_x(x, &s, kind, 100 + size * 10 + stride);
   kd_test_fill_uniform(dy, nout, -1, 1, 7 + n);
   for (size_t i = 0; i < nin; i++) xd[i] = x[i];
@@ -270,11 +230,11 @@ static void pool_case(int is_max, size_t n, size_t C, size_t H, size_t W, size_t
     /* Max copies a value: exact, -inf included. */
     for (size_t o = 0; o < nout; o++)
       if (!(y[o] == want_y[o])) fail_msg("%s y[%zu] = %g, want %g", what, o, y[o], want_y[o]);
-    read_ints(bam, OFF, nout, am);
+    kd_test_read_ints(bam, OFF, nout, am);
     for (size_t o = 0; o < nout; o++)
       if (am[o] != want_am[o]) fail_msg("%s argmax[%zu] = %d, want %d", what, o, am[o], want_am[o]);
     int front[OFF];
-    read_ints(bam, 0, OFF, front);
+    kd_test_read_ints(bam, 0, OFF, front);
     for (int i = 0; i < OFF; i++) assert_int_equal(front[i], GARBAGE_INDEX);
   } else {
     /* A float sum of size*size terms of |x| <= 2^something small, then one division. */
@@ -349,7 +309,7 @@ static void maxpool_ties_take_first_in_window(void **state) {
   float y[32];
   int am[32];
   kd_test_read(by, OFF, 32, y);
-  read_ints(bam, OFF, 32, am);
+  kd_test_read_ints(bam, OFF, 32, am);
   for (int p = 0; p < 2; p++)
     for (int oh = 0; oh < 4; oh++)
       for (int ow = 0; ow < 4; ow++) {
@@ -366,8 +326,8 @@ static void maxpool_ties_take_first_in_window(void **state) {
 static void global_avgpool_case(size_t n, size_t C, size_t HW) {
   kd_device *dev = kd_test_device();
   size_t nin = n * C * HW, nout = n * C;
-  float *x = fmalloc(nin), *dy = fmalloc(nout), *y = fmalloc(nout), *dx = fmalloc(nin);
-  double *want_y = dmalloc(nout), *want_dx = dmalloc(nin);
+  float *x = kd_test_floats(nin), *dy = kd_test_floats(nout), *y = kd_test_floats(nout), *dx = kd_test_floats(nin);
+  double *want_y = kd_test_doubles(nout), *want_dx = kd_test_doubles(nin);
   kd_test_fill_uniform(x, nin, -2, 3, 40 + HW);
   kd_test_fill_uniform(dy, nout, -1, 1, 41 + HW);
   for (size_t p = 0; p < nout; p++) {

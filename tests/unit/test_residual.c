@@ -12,23 +12,13 @@
 #define OFF 5
 #define GARBAGE 1234.5f
 
-/* A buffer of OFF + N + OFF floats: GARBAGE around `host` (or around GARBAGE) at OFF. */
-static cl_mem padded(const float *host) {
-  float tmp[OFF + N + OFF];
-  for (size_t i = 0; i < OFF + N + OFF; i++) tmp[i] = GARBAGE;
-  if (host) memcpy(tmp + OFF, host, N * sizeof(float));
-  return kd_test_buffer(OFF + N + OFF, tmp);
-}
+/* Buffers of OFF + N + OFF floats: GARBAGE around `host` (or around GARBAGE) at OFF. */
+static const kd_test_pad PAD = {OFF, OFF, GARBAGE, GARBAGE};
+
+static cl_mem padded(const float *host) { return kd_test_padded(&PAD, N, host); }
 
 /* Nothing outside [OFF, OFF + N) was written. */
-static void assert_guard(cl_mem buf) {
-  float all[OFF + N + OFF];
-  kd_test_read(buf, 0, OFF + N + OFF, all);
-  for (size_t i = 0; i < OFF; i++) {
-    assert_true(all[i] == GARBAGE);
-    assert_true(all[OFF + N + i] == GARBAGE);
-  }
-}
+static void assert_guard(cl_mem buf) { kd_test_assert_margins("residual", buf, &PAD, N); }
 
 static void add_forward_with_offsets_and_aliasing(void **state) {
   (void)state;

@@ -12,73 +12,19 @@
 #include "data/dataset.h"
 #include "data/h5util.h"
 #include "data/teacher.h"
-#include "testutil.h"
-
-static char tmpdir[] = "/tmp/kdcl-teacher-XXXXXX";
-
-static const char *tmp_path(const char *name) {
-  static char buf[16][256];
-  static int k;
-  char *p = buf[k++ % 16];
-  snprintf(p, 256, "%s/%s", tmpdir, name);
-  return p;
-}
+#include "h5testutil.h"
 
 static int setup(void **state) {
   (void)state;
-  kd_h5_init();
-  return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
+  return kd_test_h5_setup("teacher");
 }
 
 static uint64_t rng_state = 987654321;
-static uint64_t next_u64(void) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return rng_state;
-}
-
-static void assert_msg_has(const char *msg, ...) {
-  va_list ap;
-  va_start(ap, msg);
-  for (const char *s; (s = va_arg(ap, const char *));)
-    if (!strstr(msg, s)) fail_msg("message \"%s\" lacks \"%s\"", msg, s);
-  va_end(ap);
-}
-
-static int exists(const char *path) { return access(path, F_OK) == 0; }
-
-/* The whole file, malloc'd; *size its length. */
-static unsigned char *slurp(const char *path, size_t *size) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)n + 1);
-  assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  *size = (size_t)n;
-  return b;
-}
-
-static void assert_same_bytes(const unsigned char *want, size_t nwant, const char *path) {
-  size_t n;
-  unsigned char *got = slurp(path, &n);
-  if (n != nwant || memcmp(got, want, n)) fail_msg("%s changed", path);
-  free(got);
-}
+static uint64_t next_u64(void) { return kd_test_xorshift64(&rng_state); }
 
 /* A float dataset of n rows of 4 features, labels i % C. */
 static const char *write_data(const char *name, int64_t n, int C) {
-  const char *path = tmp_path(name);
+  const char *path = kd_test_tmp_path(name);
   float *x = malloc((size_t)n * 4 * sizeof *x);
   int32_t *y = malloc((size_t)n * sizeof *y);
   for (int64_t i = 0; i < n * 4; i++) x[i] = (float)i * 0.5f;
@@ -111,14 +57,6 @@ static void random_topk(int64_t n, int C, int K, int32_t *idx, float *logp) {
     }
   }
   free(perm);
-}
-
-static void random_rows(int64_t *rows, size_t n, int64_t num_rows) {
-  for (size_t i = 0; i < n; i++) rows[i] = (int64_t)(next_u64() % (uint64_t)num_rows);
-  rows[1] = rows[0];
-  rows[n / 2] = rows[3];
-  rows[2] = num_rows - 1;
-  rows[5] = 0;
 }
 
 static void check_logits_rows(kd_dataset *ds, const float *z, int C, const int64_t *rows,
@@ -188,7 +126,7 @@ static void logits_in_place(void **state) {
   kd_teacher_data t = {.kind = KD_TEACHER_LOGITS, .n = n, .num_classes = C, .logits = z,
                        .teacher_id = "resnet-teacher"};
   KD_OK(kd_dataset_write_teacher(path, NULL, &t, err));
-  assert_false(exists(tmp_path("logits.h5.tmp")));
+  assert_false(kd_test_exists(kd_test_tmp_path("logits.h5.tmp")));
 
   kd_dataset ds;
   KD_OK(kd_dataset_open(&ds, path, err));
@@ -201,7 +139,7 @@ static void logits_in_place(void **state) {
   KD_OK(kd_dataset_check_teacher(&ds, err));
   KD_OK(kd_dataset_check_labels(&ds, err));
   int64_t rows[400];
-  random_rows(rows, 400, n);
+  kd_test_random_rows(rows, 400, n, &rng_state);
   check_logits_rows(&ds, z, C, rows, 400);
   int64_t seq[3000]; /* sorted, crossing chunk boundaries: read straight into the output */
   for (int i = 0; i < 3000; i++) seq[i] = 1000 + i;
@@ -219,7 +157,7 @@ static void logits_in_place(void **state) {
   int64_t bad[2] = {3, 5000};
   float buf[20];
   assert_int_equal(kd_dataset_read_teacher_rows(&ds, bad, 2, buf, NULL, NULL, &e), -1);
-  assert_msg_has(e.msg, path, "row 5000", NULL);
+  kd_test_assert_msg_has(e.msg, path, "row 5000", NULL);
   kd_dataset_close(&ds);
 
   /* The file is what the design says. */
@@ -245,18 +183,18 @@ static void topk_to_out_path_then_replaced(void **state) {
   const int64_t n = 3000;
   const int C = 50, K = 7;
   const char *src = write_data("topk-src.h5", n, C);
-  const char *out = tmp_path("topk-out.h5");
+  const char *out = kd_test_tmp_path("topk-out.h5");
   assert_int_equal(chmod(src, 0640), 0);
   size_t src_size;
-  unsigned char *src_bytes = slurp(src, &src_size);
+  unsigned char *src_bytes = kd_test_slurp(src, &src_size);
   int32_t *idx = malloc((size_t)n * K * sizeof *idx);
   float *logp = malloc((size_t)n * K * sizeof *logp);
   random_topk(n, C, K, idx, logp);
   kd_teacher_data t = {.kind = KD_TEACHER_TOPK, .n = n, .num_classes = C, .k = K,
                        .topk_idx = idx, .topk_logp = logp, .teacher_id = "api"};
   KD_OK(kd_dataset_write_teacher(src, out, &t, err));
-  assert_same_bytes(src_bytes, src_size, src);
-  assert_false(exists(tmp_path("topk-out.h5.tmp")));
+  kd_test_assert_same_bytes(src_bytes, src_size, src);
+  assert_false(kd_test_exists(kd_test_tmp_path("topk-out.h5.tmp")));
   struct stat st;
   assert_int_equal(stat(out, &st), 0);
   assert_int_equal(st.st_mode & 0777, 0640); /* the dataset's permission bits */
@@ -270,7 +208,7 @@ static void topk_to_out_path_then_replaced(void **state) {
   assert_true(ds.t_logits < 0 && ds.t_idx >= 0 && ds.t_logp >= 0);
   KD_OK(kd_dataset_check_teacher(&ds, err));
   int64_t rows[500];
-  random_rows(rows, 500, n);
+  kd_test_random_rows(rows, 500, n, &rng_state);
   check_topk_rows(&ds, idx, logp, K, rows, 500);
   int64_t seq[2000];
   for (int i = 0; i < 2000; i++) seq[i] = 500 + i;
@@ -311,7 +249,7 @@ static void topk_to_out_path_then_replaced(void **state) {
   KD_OK(kd_dataset_check_teacher(&ds, err));
   check_topk_rows(&ds, idx2, logp2, C, rows, 500);
   kd_dataset_close(&ds);
-  assert_same_bytes(src_bytes, src_size, src);
+  kd_test_assert_same_bytes(src_bytes, src_size, src);
   free(src_bytes);
   free(idx);
   free(logp);
@@ -324,7 +262,7 @@ static void topk_to_out_path_then_replaced(void **state) {
 static void foreign_files_get_a_teacher(void **state) {
   (void)state;
   for (int latest = 0; latest < 2; latest++) {
-    const char *path = tmp_path(latest ? "latest.h5" : "earliest.h5");
+    const char *path = kd_test_tmp_path(latest ? "latest.h5" : "earliest.h5");
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (latest) H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -373,14 +311,8 @@ static const char *with_teacher(const char *name, kd_teacher_kind kind) {
   return path;
 }
 
-static hid_t open_rw(const char *path) {
-  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-  assert_true(f >= 0);
-  return f;
-}
-
 static void set_teacher_attr_int(const char *path, const char *name, int32_t v) {
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   hid_t g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
   kd_error e;
   assert_int_equal(kd_h5_write_attr_int(g, name, v, &e), 0);
@@ -391,7 +323,7 @@ static void set_teacher_attr_int(const char *path, const char *name, int32_t v) 
 /* Replaces /teacher/<name> with a dataset of the given type and shape (zeros). */
 static void replace_dset(const char *path, const char *name, hid_t ftype, hid_t mtype, int ndim,
                          int64_t d0, int64_t d1) {
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   char full[64];
   snprintf(full, sizeof full, "/teacher/%s", name);
   if (kd_h5_exists(f, full)) assert_true(H5Ldelete(f, full, H5P_DEFAULT) >= 0);
@@ -403,52 +335,42 @@ static void replace_dset(const char *path, const char *name, hid_t ftype, hid_t 
   H5Fclose(f);
 }
 
-static void expect_open_fails(const char *path, const char *needle1, const char *needle2) {
-  kd_dataset ds;
-  kd_error err = {{0}};
-  assert_int_equal(kd_dataset_open(&ds, path, &err), -1);
-  assert_true(ds.file < 0 && ds.x < 0 && ds.y < 0 && ds.t_logits < 0 && ds.t_idx < 0 &&
-              ds.t_logp < 0);
-  print_message("refused: %s\n", err.msg);
-  assert_msg_has(err.msg, path, needle1, needle2, NULL);
-}
-
 static void class_count_mismatch(void **state) {
   (void)state;
   const char *path = with_teacher("nc.h5", KD_TEACHER_LOGITS);
   set_teacher_attr_int(path, "num_classes", 7);
-  expect_open_fails(path, "/teacher num_classes 7 differs from /labels/y num_classes 10", NULL);
-  hid_t f = open_rw(path);
+  kd_test_expect_open_fails(path, "/teacher num_classes 7 differs from /labels/y num_classes 10", NULL);
+  hid_t f = kd_test_h5_open_rw(path);
   hid_t g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
   assert_true(H5Adelete(g, "num_classes") >= 0);
   H5Gclose(g);
   H5Fclose(f);
-  expect_open_fails(path, "/teacher has no attribute num_classes", NULL);
+  kd_test_expect_open_fails(path, "/teacher has no attribute num_classes", NULL);
 }
 
 static void wrong_shapes(void **state) {
   (void)state;
   const char *path = with_teacher("shape.h5", KD_TEACHER_LOGITS);
   replace_dset(path, "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 9);
-  expect_open_fails(path, "/teacher/logits has shape [100, 9] but the teacher has 10 classes",
+  kd_test_expect_open_fails(path, "/teacher/logits has shape [100, 9] but the teacher has 10 classes",
                     NULL);
   replace_dset(path, "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 99, 10);
-  expect_open_fails(path, "/teacher/logits has 99 rows but /inputs/x has 100", NULL);
+  kd_test_expect_open_fails(path, "/teacher/logits has 99 rows but /inputs/x has 100", NULL);
   replace_dset(path, "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, 100, 0);
-  expect_open_fails(path, "/teacher/logits has shape [100]", "[100, 10]");
+  kd_test_expect_open_fails(path, "/teacher/logits has shape [100]", "[100, 10]");
   replace_dset(path, "logits", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, 100, 10);
-  expect_open_fails(path, "/teacher/logits has type int32", "float32");
-  hid_t f = open_rw(path);
+  kd_test_expect_open_fails(path, "/teacher/logits has type int32", "float32");
+  hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/teacher/logits", H5P_DEFAULT) >= 0);
   H5Fclose(f);
-  expect_open_fails(path, "missing /teacher/logits", NULL);
+  kd_test_expect_open_fails(path, "missing /teacher/logits", NULL);
 
   const char *p2 = with_teacher("shape-topk.h5", KD_TEACHER_TOPK);
   replace_dset(p2, "topk_logp", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 4);
-  expect_open_fails(p2, "/teacher/topk_logp has shape [100, 4] but the teacher has k = 3", NULL);
+  kd_test_expect_open_fails(p2, "/teacher/topk_logp has shape [100, 4] but the teacher has k = 3", NULL);
   replace_dset(p2, "topk_logp", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 3);
   replace_dset(p2, "topk_idx", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 3);
-  expect_open_fails(p2, "/teacher/topk_idx has type float32", "int32");
+  kd_test_expect_open_fails(p2, "/teacher/topk_idx has type float32", "int32");
   /* Other integer types are converted on read. */
   replace_dset(p2, "topk_idx", H5T_STD_I64LE, H5T_NATIVE_INT64, 2, 100, 3);
   kd_dataset ds;
@@ -459,44 +381,44 @@ static void wrong_shapes(void **state) {
 static void bad_attributes(void **state) {
   (void)state;
   const char *path = with_teacher("kind.h5", KD_TEACHER_TOPK);
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   hid_t g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
   assert_true(H5Adelete(g, "kind") >= 0);
   H5Gclose(g);
   H5Fclose(f);
-  expect_open_fails(path, "/teacher has no attribute kind", "\"logits\" or \"topk\"");
-  f = open_rw(path);
+  kd_test_expect_open_fails(path, "/teacher has no attribute kind", "\"logits\" or \"topk\"");
+  f = kd_test_h5_open_rw(path);
   g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
   kd_error e;
   assert_int_equal(kd_h5_write_attr_string(g, "kind", "probs", &e), 0);
   H5Gclose(g);
   H5Fclose(f);
-  expect_open_fails(path, "/teacher attribute kind is \"probs\"", NULL);
-  f = open_rw(path);
+  kd_test_expect_open_fails(path, "/teacher attribute kind is \"probs\"", NULL);
+  f = kd_test_h5_open_rw(path);
   g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
   assert_int_equal(kd_h5_write_attr_string(g, "kind", "topk", &e), 0);
   H5Gclose(g);
   H5Fclose(f);
   set_teacher_attr_int(path, "k", 0);
-  expect_open_fails(path, "/teacher attribute k is 0", "[1, 10]");
+  kd_test_expect_open_fails(path, "/teacher attribute k is 0", "[1, 10]");
   set_teacher_attr_int(path, "k", 11);
-  expect_open_fails(path, "/teacher attribute k is 11", NULL);
-  f = open_rw(path);
+  kd_test_expect_open_fails(path, "/teacher attribute k is 11", NULL);
+  f = kd_test_h5_open_rw(path);
   g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
   assert_true(H5Adelete(g, "k") >= 0);
   H5Gclose(g);
   H5Fclose(f);
-  expect_open_fails(path, "/teacher has no attribute k", NULL);
+  kd_test_expect_open_fails(path, "/teacher has no attribute k", NULL);
 
   /* /teacher that is not a group. */
   const char *p2 = write_data("notgroup.h5", 10, 10);
-  f = open_rw(p2);
+  f = kd_test_h5_open_rw(p2);
   int64_t d[1] = {3};
   int32_t v[3] = {0};
   assert_int_equal(kd_h5_write_dataset(f, "/teacher", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, d, v,
                                        &e), 0);
   H5Fclose(f);
-  expect_open_fails(p2, "/teacher is not a group", NULL);
+  kd_test_expect_open_fails(p2, "/teacher is not a group", NULL);
 }
 
 /* A broken /teacher does not stop a new one from replacing it. */
@@ -504,7 +426,7 @@ static void broken_teacher_is_replaced(void **state) {
   (void)state;
   const char *path = with_teacher("broken.h5", KD_TEACHER_LOGITS);
   replace_dset(path, "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 9);
-  expect_open_fails(path, "has shape [100, 9]", NULL);
+  kd_test_expect_open_fails(path, "has shape [100, 9]", NULL);
   float z[1000];
   for (int i = 0; i < 1000; i++) z[i] = (float)i;
   kd_teacher_data t = {.kind = KD_TEACHER_LOGITS, .n = 100, .num_classes = 10, .logits = z};
@@ -523,7 +445,7 @@ static void broken_teacher_is_replaced(void **state) {
 /* Overwrites element [row, col] of /teacher/<name> (native type mtype) with *value. */
 static void poke(const char *path, const char *name, hid_t mtype, int64_t row, int col,
                  const void *value) {
-  hid_t f = open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   char full[64];
   snprintf(full, sizeof full, "/teacher/%s", name);
   hid_t d = H5Dopen2(f, full, H5P_DEFAULT);
@@ -544,7 +466,7 @@ static void expect_check_fails(const char *path, const char *needle1, const char
   kd_error e = {{0}};
   assert_int_equal(kd_dataset_check_teacher(&ds, &e), -1);
   print_message("check refused: %s\n", e.msg);
-  assert_msg_has(e.msg, path, needle1, needle2, NULL);
+  kd_test_assert_msg_has(e.msg, path, needle1, needle2, NULL);
   kd_dataset_close(&ds);
 }
 
@@ -611,9 +533,9 @@ static void bad_topk_values(void **state) {
 static void write_refusals_leave_file_alone(void **state) {
   (void)state;
   const char *path = with_teacher("keep.h5", KD_TEACHER_TOPK);
-  const char *out = tmp_path("keep-out.h5");
+  const char *out = kd_test_tmp_path("keep-out.h5");
   size_t size;
-  unsigned char *bytes = slurp(path, &size);
+  unsigned char *bytes = kd_test_slurp(path, &size);
   float z[1010];
   for (int i = 0; i < 1010; i++) z[i] = 1.0f;
   kd_teacher_data t = {.kind = KD_TEACHER_LOGITS, .n = 101, .num_classes = 10, .logits = z};
@@ -622,38 +544,38 @@ static void write_refusals_leave_file_alone(void **state) {
     const char *o = to_out ? out : NULL;
     t.n = 101, t.num_classes = 10;
     assert_int_equal(kd_dataset_write_teacher(path, o, &t, &e), -1);
-    assert_msg_has(e.msg, path, "101 rows", "100", NULL);
+    kd_test_assert_msg_has(e.msg, path, "101 rows", "100", NULL);
     t.n = 100, t.num_classes = 11;
     assert_int_equal(kd_dataset_write_teacher(path, o, &t, &e), -1);
-    assert_msg_has(e.msg, path, "11 classes", "10", NULL);
+    kd_test_assert_msg_has(e.msg, path, "11 classes", "10", NULL);
     t.num_classes = 10;
     z[555] = NAN;
     assert_int_equal(kd_dataset_write_teacher(path, o, &t, &e), -1);
-    assert_msg_has(e.msg, path, "/teacher/logits row 55 has a NaN", "class 5", NULL);
+    kd_test_assert_msg_has(e.msg, path, "/teacher/logits row 55 has a NaN", "class 5", NULL);
     z[555] = 1.0f;
     kd_teacher_data tk = {.kind = KD_TEACHER_TOPK, .n = 100, .num_classes = 10, .k = 11,
                           .topk_idx = (const int32_t *)z, .topk_logp = z};
     assert_int_equal(kd_dataset_write_teacher(path, o, &tk, &e), -1);
-    assert_msg_has(e.msg, "k = 11", NULL);
+    kd_test_assert_msg_has(e.msg, "k = 11", NULL);
     char longid[300];
     memset(longid, 'a', sizeof longid - 1);
     longid[299] = '\0';
     t.teacher_id = longid;
     assert_int_equal(kd_dataset_write_teacher(path, o, &t, &e), -1);
-    assert_msg_has(e.msg, "teacher_id", "255", NULL);
+    kd_test_assert_msg_has(e.msg, "teacher_id", "255", NULL);
     t.teacher_id = NULL;
-    assert_same_bytes(bytes, size, path);
-    assert_false(exists(tmp_path("keep.h5.tmp")));
-    assert_false(exists(out));
-    assert_false(exists(tmp_path("keep-out.h5.tmp")));
+    kd_test_assert_same_bytes(bytes, size, path);
+    assert_false(kd_test_exists(kd_test_tmp_path("keep.h5.tmp")));
+    assert_false(kd_test_exists(out));
+    assert_false(kd_test_exists(kd_test_tmp_path("keep-out.h5.tmp")));
   }
   /* A missing output directory; a missing dataset. */
-  assert_int_equal(kd_dataset_write_teacher(path, tmp_path("no-dir/x.h5"), &t, &e), -1);
-  assert_msg_has(e.msg, "no-dir", "does not exist", NULL);
-  assert_int_equal(kd_dataset_write_teacher(tmp_path("missing.h5"), NULL, &t, &e), -1);
-  assert_msg_has(e.msg, "missing.h5", "no such file", NULL);
-  assert_false(exists(tmp_path("missing.h5")));
-  assert_same_bytes(bytes, size, path);
+  assert_int_equal(kd_dataset_write_teacher(path, kd_test_tmp_path("no-dir/x.h5"), &t, &e), -1);
+  kd_test_assert_msg_has(e.msg, "no-dir", "does not exist", NULL);
+  assert_int_equal(kd_dataset_write_teacher(kd_test_tmp_path("missing.h5"), NULL, &t, &e), -1);
+  kd_test_assert_msg_has(e.msg, "missing.h5", "no such file", NULL);
+  assert_false(kd_test_exists(kd_test_tmp_path("missing.h5")));
+  kd_test_assert_same_bytes(bytes, size, path);
   /* The old teacher is intact. */
   kd_dataset ds;
   KD_OK(kd_dataset_open(&ds, path, err));
@@ -673,11 +595,11 @@ static void no_teacher(void **state) {
   assert_true(ds.t_logits < 0 && ds.t_idx < 0 && ds.t_logp < 0);
   kd_error e = {{0}};
   assert_int_equal(kd_dataset_check_teacher(&ds, &e), -1);
-  assert_msg_has(e.msg, path, "no /teacher", NULL);
+  kd_test_assert_msg_has(e.msg, path, "no /teacher", NULL);
   int64_t r = 0;
   float out[3];
   assert_int_equal(kd_dataset_read_teacher_rows(&ds, &r, 1, out, NULL, NULL, &e), -1);
-  assert_msg_has(e.msg, path, "no /teacher", NULL);
+  kd_test_assert_msg_has(e.msg, path, "no /teacher", NULL);
   kd_dataset_close(&ds);
 }
 
@@ -685,16 +607,14 @@ static void no_teacher(void **state) {
 static void jsonl_import(void **state) {
   (void)state;
   const char *path = write_data("api.h5", 3, 5);
-  const char *jl = tmp_path("api.jsonl");
-  FILE *f = fopen(jl, "w");
-  fputs("{\"row\": 2, \"top_logprobs\": [{\"class\": 1, \"logprob\": -2.5}, "
-        "{\"class\": 4, \"logprob\": -0.25}]}\n\n"
-        "{\"row\": 0, \"top_logprobs\": [{\"class\": 0, \"logprob\": -0.5}, "
-        "{\"class\": 3, \"logprob\": -1}]}\n"
-        "{\"row\": 1, \"top_logprobs\": [{\"class\": 2, \"logprob\": -3}, "
-        "{\"class\": 1, \"logprob\": -3}]}\n",
-        f);
-  fclose(f);
+  const char *jl = kd_test_tmp_path("api.jsonl");
+  kd_test_write_file(jl, "w",
+                     "{\"row\": 2, \"top_logprobs\": [{\"class\": 1, \"logprob\": -2.5}, "
+                     "{\"class\": 4, \"logprob\": -0.25}]}\n\n"
+                     "{\"row\": 0, \"top_logprobs\": [{\"class\": 0, \"logprob\": -0.5}, "
+                     "{\"class\": 3, \"logprob\": -1}]}\n"
+                     "{\"row\": 1, \"top_logprobs\": [{\"class\": 2, \"logprob\": -3}, "
+                     "{\"class\": 1, \"logprob\": -3}]}\n");
   KD_OK(kd_import_teacher_topk_jsonl(jl, path, NULL, NULL, err));
   kd_dataset ds;
   KD_OK(kd_dataset_open(&ds, path, err));
@@ -713,16 +633,14 @@ static void jsonl_import(void **state) {
 
   /* A duplicate row is refused with both line numbers; the dataset is untouched. */
   size_t size;
-  unsigned char *bytes = slurp(path, &size);
-  f = fopen(jl, "a");
-  fputs("{\"row\": 0, \"top_logprobs\": [{\"class\": 0, \"logprob\": -0.5}, "
-        "{\"class\": 3, \"logprob\": -1}]}\n",
-        f);
-  fclose(f);
+  unsigned char *bytes = kd_test_slurp(path, &size);
+  kd_test_write_file(jl, "a",
+                     "{\"row\": 0, \"top_logprobs\": [{\"class\": 0, \"logprob\": -0.5}, "
+                     "{\"class\": 3, \"logprob\": -1}]}\n");
   kd_error e = {{0}};
   assert_int_equal(kd_import_teacher_topk_jsonl(jl, path, NULL, "x", &e), -1);
-  assert_msg_has(e.msg, jl, ":5: row 0 appears twice (first on line 3)", NULL);
-  assert_same_bytes(bytes, size, path);
+  kd_test_assert_msg_has(e.msg, jl, ":5: row 0 appears twice (first on line 3)", NULL);
+  kd_test_assert_same_bytes(bytes, size, path);
   free(bytes);
 }
 
@@ -741,5 +659,5 @@ int main(void) {
       cmocka_unit_test(no_teacher),
       cmocka_unit_test(jsonl_import),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, kd_test_h5_teardown);
 }
