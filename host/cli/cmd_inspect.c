@@ -20,7 +20,8 @@ static void help(void) {
       "every label is in range, and the teacher outputs if present. A checkpoint: the model's\n"
       "name, every tensor with its shape, the optimizer, step/epoch, and whether the file is\n"
       "complete. A logits file: its shape. Any other HDF5 file: its groups and datasets with\n"
-      "shapes and types.\n\n"
+      "shapes and types. Exits 1 when the file is a kdcl dataset that training would refuse\n"
+      "(the description says why), or is missing or not HDF5.\n\n"
       "  --json    print one JSON object on stdout instead of text\n"
       "  --help    this text\n");
 }
@@ -584,6 +585,9 @@ int kd_cmd_inspect(int argc, char **argv) {
     const char *note = str_or(root, "note", NULL);
     if (note) printf("  note: %s\n", note);
   }
+  /* A kdcl file that would be refused exits 1, so scripts can validate files with inspect. */
+  const cJSON *valid = cJSON_GetObjectItem(root, "valid");
+  int usable = !valid || cJSON_IsTrue(valid);
   cJSON_Delete(root);
-  return KD_EXIT_OK;
+  return usable ? KD_EXIT_OK : KD_EXIT_ERROR;
 }

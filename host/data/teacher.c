@@ -66,7 +66,20 @@ int kd_teacher_check_rows(kd_teacher_kind kind, int num_classes, int k, int64_t 
                        "%s/teacher/topk_logp row %" PRId64 " entry %d is %g, above 1e-4: not a "
                        "log-probability (natural log, <= 0)",
                        prefix, row, j, (double)lp[j]);
+      if (j > 0 && lp[j] > lp[j - 1])
+        return kd_fail(err,
+                       "%s/teacher/topk_logp row %" PRId64 " is not sorted descending (entry %d "
+                       "> entry %d)",
+                       prefix, row, j, j - 1);
     }
+    /* Probabilities normalised over all classes: the top k cannot hold more than all of it. */
+    double mass = 0;
+    for (int j = 0; j < k; j++) mass += exp((double)lp[j]);
+    if (mass > 1.0 + KD_TEACHER_MASS_SLACK)
+      return kd_fail(err,
+                     "%s/teacher/topk_logp row %" PRId64 " has probabilities summing to %.4f > 1: "
+                     "log-probabilities must be normalised over all classes",
+                     prefix, row, mass);
   }
   return 0;
 }

@@ -58,5 +58,8 @@ int kd_teacher_check_rows(kd_teacher_kind kind, int num_classes, int k, int64_t 
 
 /* The largest log-probability accepted (rounding slack above 0). */
 #define KD_TEACHER_LOGP_MAX 1e-4
+/* How far the top-k probabilities may sum above 1 (float rounding of log-probabilities from an
+ * API, summed over k entries). */
+#define KD_TEACHER_MASS_SLACK 1e-3
 
 #endif

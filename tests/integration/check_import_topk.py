@@ -162,6 +162,11 @@ refused(plain[:5] + [line(5, pos).replace("0.3", "\"-0.3\"")] + plain[6:],
         [":6:", "\"logprob\" must be a number"])
 refused(plain[:5] + [json.dumps({"row": 5, "top_logprobs": [{"class": 1}] * 4})] + plain[6:],
         [":6:", "has no \"logprob\""])
+over = [(c, -0.01 * (j + 1)) for j, (c, _) in enumerate(rows[5])]
+write_jsonl(P("over.jsonl"), plain[:5] + [line(5, over)] + plain[6:])
+k.fails("import", "teacher-topk", "--jsonl", P("over.jsonl"), "--data", P("data.h5"),
+        mentions=["row 5", "summing to", "> 1"])
+assert read_bytes(P("data.h5")) == base and not os.path.exists(P("data.h5.tmp"))
 refused([], ["no lines"])
 refused(["", "  "], ["no lines"])
 refused([line(0, [])] + plain[1:], [":1: top_logprobs is empty"])
@@ -199,7 +204,8 @@ yb = (np.arange(BN) % BC).astype(np.int32)
 write_dataset(P("big.h5"), xb, yb, BC)
 g = np.random.default_rng(2)
 big_idx = np.argsort(g.random((BN, BC)), axis=1)[:, :BK].astype(np.int32)
-big_logp = -np.sort(g.random((BN, BK)) * 5, axis=1).astype(np.float32)   # descending
+# descending log-probabilities whose mass stays below 1: -log(BK) and below
+big_logp = (-np.log(BK) - np.sort(g.random((BN, BK)) * 5, axis=1)).astype(np.float32)
 with open(P("big.jsonl"), "w") as f:
     for i in range(BN):
         f.write('{"row": %d, "top_logprobs": [%s]}\n' % (i, ", ".join(

@@ -39,6 +39,39 @@ hid_t kd_test_h5_open_rw(const char *path) {
   return f;
 }
 
+void kd_test_h5_delete(const char *path, const char *obj, const char *attr) {
+  hid_t f = kd_test_h5_open_rw(path);
+  if (attr) {
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    assert_true(o >= 0);
+    assert_true(H5Adelete(o, attr) >= 0);
+    H5Oclose(o);
+  } else {
+    assert_true(H5Ldelete(f, obj, H5P_DEFAULT) >= 0);
+  }
+  H5Fclose(f);
+}
+
+const char *kd_test_write_dataset(const char *name, int64_t n, int C, int u8) {
+  const char *path = kd_test_tmp_path(name);
+  const int64_t features = u8 ? 64 : 4, shape_u8[3] = {1, 8, 8}, shape_f32[1] = {4};
+  void *x = malloc((size_t)(n * features) * (u8 ? 1 : sizeof(float)) + 1);
+  int32_t *y = malloc((size_t)n * sizeof *y + 1);
+  assert_true(x && y);
+  for (int64_t i = 0; i < n * features; i++) {
+    if (u8) ((uint8_t *)x)[i] = (uint8_t)(i * 7);
+    else ((float *)x)[i] = (float)i * 0.5f;
+  }
+  for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % C);
+  if (u8)
+    KD_OK(kd_dataset_write(path, x, 1, n, 3, shape_u8, y, C, 1.0f / 255, 0.5f, 0.25f, err));
+  else
+    KD_OK(kd_dataset_write(path, x, 0, n, 1, shape_f32, y, C, 1, 0, 1, err));
+  free(x);
+  free(y);
+  return path;
+}
+
 void kd_test_expect_open_fails(const char *path, const char *needle1, const char *needle2) {
   kd_dataset ds;
   kd_error err = {{0}};

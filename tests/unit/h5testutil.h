@@ -23,6 +23,16 @@ const char *kd_test_tmp_path(const char *name);
 /* The HDF5 file at path, opened read-write; fails the test when it cannot. */
 hid_t kd_test_h5_open_rw(const char *path);
 
+/* In the HDF5 file at path, deletes the attribute attr of the object at obj ("/": the root
+ * group), or the link obj itself when attr is NULL; fails the test when it cannot. */
+void kd_test_h5_delete(const char *path, const char *obj, const char *attr);
+
+/* Writes a valid dataset of n rows to kd_test_tmp_path(name) and returns that path. u8: uint8
+ * inputs of 1x8x8, x = i*7 (mod 256) over the file, normalised with scale 1/255, mean 0.5,
+ * std 0.25; else float32 inputs of 4 features, x = i*0.5, scale 1, mean 0, std 1. Labels
+ * i % C of C classes. */
+const char *kd_test_write_dataset(const char *name, int64_t n, int C, int u8);
+
 /* Asserts kd_dataset_open refuses path, leaving every handle invalid, with a message naming
  * the path and containing needle1 and needle2 (either may be NULL: not checked, nor the rest). */
 void kd_test_expect_open_fails(const char *path, const char *needle1, const char *needle2);

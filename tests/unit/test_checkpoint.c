@@ -194,16 +194,14 @@ static void read_refusals(void **state) {
 
   /* No complete marker: an interrupted write. */
   KD_OK(kd_checkpoint_write(path, &ck, err));
-  hid_t f = kd_test_h5_open_rw(path);
-  assert_true(H5Adelete(f, "complete") >= 0);
-  H5Fclose(f);
+  kd_test_h5_delete(path, "/", "complete");
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
   print_message("refused: %s\n", e.msg);
   kd_test_assert_msg_has(e.msg, path, "incomplete checkpoint", "complete", NULL);
   assert_null(back.model);
 
   /* complete = 0. */
-  f = kd_test_h5_open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   assert_int_equal(kd_h5_write_attr_int(f, "complete", 0, &e), 0);
   H5Fclose(f);
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
@@ -219,9 +217,7 @@ static void read_refusals(void **state) {
   kd_test_assert_msg_has(e.msg, path, "format is \"kdcl-dataset\"", "\"kdcl-checkpoint\"", NULL);
 
   /* No format at all (some other HDF5 file). */
-  f = kd_test_h5_open_rw(path);
-  assert_true(H5Adelete(f, "format") >= 0);
-  H5Fclose(f);
+  kd_test_h5_delete(path, "/", "format");
   assert_int_equal(kd_checkpoint_read(path, &back, &e), -1);
   print_message("refused: %s\n", e.msg);
   kd_test_assert_msg_has(e.msg, path, "not a kdcl-checkpoint file", NULL);

@@ -17,20 +17,6 @@ static int setup(void **state) {
 static uint64_t rng_state = 12345;
 static uint64_t next_u64(void) { return kd_test_xorshift64(&rng_state); }
 
-/* A valid u8 dataset of n rows of 1x8x8 with labels i % 10, for the refusal tests to damage. */
-static const char *write_small(const char *name, int64_t n) {
-  const char *path = kd_test_tmp_path(name);
-  uint8_t *x = malloc((size_t)n * 64 + 1);
-  int32_t *y = malloc((size_t)n * sizeof *y + 1);
-  for (int64_t i = 0; i < n * 64; i++) x[i] = (uint8_t)(i * 7);
-  for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % 10);
-  int64_t shape[3] = {1, 8, 8};
-  KD_OK(kd_dataset_write(path, x, 1, n, 3, shape, y, 10, 1.0f / 255, 0.5f, 0.25f, err));
-  free(x);
-  free(y);
-  return path;
-}
-
 /* Creates a 1-D dataset `name` of n values of file type ftype from memory of type mtype. */
 static void make_1d(hid_t f, const char *name, hid_t ftype, hid_t mtype, hsize_t n,
                     const void *data) {
@@ -225,7 +211,7 @@ static void hand_written_file_is_accepted(void **state) {
 
 static void mismatched_row_counts(void **state) {
   (void)state;
-  const char *path = write_small("rows.h5", 100);
+  const char *path = kd_test_write_dataset("rows.h5", 100, 10, 1);
   hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/labels/y", H5P_DEFAULT) >= 0);
   int32_t y[99] = {0};
@@ -237,30 +223,24 @@ static void mismatched_row_counts(void **state) {
 
 static void missing_labels(void **state) {
   (void)state;
-  const char *path = write_small("nolabels.h5", 10);
-  hid_t f = kd_test_h5_open_rw(path);
-  assert_true(H5Ldelete(f, "/labels/y", H5P_DEFAULT) >= 0);
-  H5Fclose(f);
+  const char *path = kd_test_write_dataset("nolabels.h5", 10, 10, 1);
+  kd_test_h5_delete(path, "/labels/y", NULL);
   kd_test_expect_open_fails(path, "missing /labels/y", NULL);
   /* And without the whole group. */
-  f = kd_test_h5_open_rw(path);
-  assert_true(H5Ldelete(f, "/labels", H5P_DEFAULT) >= 0);
-  H5Fclose(f);
+  kd_test_h5_delete(path, "/labels", NULL);
   kd_test_expect_open_fails(path, "missing /labels/y", NULL);
 }
 
 static void missing_inputs(void **state) {
   (void)state;
-  const char *path = write_small("noinputs.h5", 10);
-  hid_t f = kd_test_h5_open_rw(path);
-  assert_true(H5Ldelete(f, "/inputs", H5P_DEFAULT) >= 0);
-  H5Fclose(f);
+  const char *path = kd_test_write_dataset("noinputs.h5", 10, 10, 1);
+  kd_test_h5_delete(path, "/inputs", NULL);
   kd_test_expect_open_fails(path, "missing /inputs/x", NULL);
 }
 
 static void float_labels(void **state) {
   (void)state;
-  const char *path = write_small("floatlabels.h5", 10);
+  const char *path = kd_test_write_dataset("floatlabels.h5", 10, 10, 1);
   hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/labels/y", H5P_DEFAULT) >= 0);
   float y[10] = {0};
@@ -272,7 +252,7 @@ static void float_labels(void **state) {
 
 static void wrong_input_type(void **state) {
   (void)state;
-  const char *path = write_small("int16x.h5", 10);
+  const char *path = kd_test_write_dataset("int16x.h5", 10, 10, 1);
   hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/inputs/x", H5P_DEFAULT) >= 0);
   int16_t x[10] = {0};
@@ -283,7 +263,7 @@ static void wrong_input_type(void **state) {
 
 static void rank1_inputs(void **state) {
   (void)state;
-  const char *path = write_small("rank1.h5", 10);
+  const char *path = kd_test_write_dataset("rank1.h5", 10, 10, 1);
   hid_t f = kd_test_h5_open_rw(path);
   assert_true(H5Ldelete(f, "/inputs/x", H5P_DEFAULT) >= 0);
   uint8_t x[10] = {0};
@@ -294,7 +274,7 @@ static void rank1_inputs(void **state) {
 
 static void wrong_format_string(void **state) {
   (void)state;
-  const char *path = write_small("format.h5", 10);
+  const char *path = kd_test_write_dataset("format.h5", 10, 10, 1);
   hid_t f = kd_test_h5_open_rw(path);
   kd_error err;
   assert_int_equal(kd_h5_write_attr_string(f, "format", "kdcl-checkpoint", &err), 0);
@@ -304,7 +284,7 @@ static void wrong_format_string(void **state) {
 
 static void newer_format_version(void **state) {
   (void)state;
-  const char *path = write_small("version.h5", 10);
+  const char *path = kd_test_write_dataset("version.h5", 10, 10, 1);
   hid_t f = kd_test_h5_open_rw(path);
   kd_error err;
   int32_t v[2] = {2, 0};
@@ -323,20 +303,16 @@ static void newer_format_version(void **state) {
 
 static void zero_rows(void **state) {
   (void)state;
-  const char *path = write_small("empty.h5", 0);
+  const char *path = kd_test_write_dataset("empty.h5", 0, 10, 1);
   kd_test_expect_open_fails(path, "/inputs/x has 0 rows", NULL);
 }
 
 static void missing_num_classes(void **state) {
   (void)state;
-  const char *path = write_small("nonc.h5", 10);
-  hid_t f = kd_test_h5_open_rw(path);
-  hid_t d = H5Dopen2(f, "/labels/y", H5P_DEFAULT);
-  assert_true(H5Adelete(d, "num_classes") >= 0);
-  H5Dclose(d);
-  H5Fclose(f);
+  const char *path = kd_test_write_dataset("nonc.h5", 10, 10, 1);
+  kd_test_h5_delete(path, "/labels/y", "num_classes");
   kd_test_expect_open_fails(path, "/labels/y has no attribute num_classes", NULL);
-  f = kd_test_h5_open_rw(path);
+  hid_t f = kd_test_h5_open_rw(path);
   set_num_classes(f, "/labels/y", 0);
   H5Fclose(f);
   kd_test_expect_open_fails(path, "/labels/y attribute num_classes is 0", NULL);
@@ -361,7 +337,7 @@ static void label_out_of_range(void **state) {
   free(y);
 
   /* int64 labels beyond int32 are refused, not clipped. */
-  const char *p2 = write_small("range64.h5", 10);
+  const char *p2 = kd_test_write_dataset("range64.h5", 10, 10, 1);
   hid_t f = kd_test_h5_open_rw(p2);
   H5Ldelete(f, "/labels/y", H5P_DEFAULT);
   int64_t y64[10] = {0, 1, 2, 3, (int64_t)1 << 40, 5, 6, 7, 8, 9};
@@ -392,7 +368,7 @@ static void not_hdf5(void **state) {
 
 static void truncated(void **state) {
   (void)state;
-  const char *path = write_small("trunc.h5", 2000);
+  const char *path = kd_test_write_dataset("trunc.h5", 2000, 10, 1);
   kd_test_truncate_to_half(path);
   kd_test_expect_open_fails(path, "truncated HDF5 file (partial copy or crash?)", NULL);
 }

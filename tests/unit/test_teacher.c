@@ -22,20 +22,6 @@ static int setup(void **state) {
 static uint64_t rng_state = 987654321;
 static uint64_t next_u64(void) { return kd_test_xorshift64(&rng_state); }
 
-/* A float dataset of n rows of 4 features, labels i % C. */
-static const char *write_data(const char *name, int64_t n, int C) {
-  const char *path = kd_test_tmp_path(name);
-  float *x = malloc((size_t)n * 4 * sizeof *x);
-  int32_t *y = malloc((size_t)n * sizeof *y);
-  for (int64_t i = 0; i < n * 4; i++) x[i] = (float)i * 0.5f;
-  for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % C);
-  int64_t shape[1] = {4};
-  KD_OK(kd_dataset_write(path, x, 0, n, 1, shape, y, C, 1, 0, 1, err));
-  free(x);
-  free(y);
-  return path;
-}
-
 static float *random_logits(int64_t n, int C) {
   float *z = malloc((size_t)n * (size_t)C * sizeof *z);
   kd_test_fill_uniform(z, (size_t)n * (size_t)C, -8.0f, 8.0f, next_u64());
@@ -119,7 +105,7 @@ static void logits_in_place(void **state) {
   (void)state;
   const int64_t n = 5000;
   const int C = 10;
-  const char *path = write_data("logits.h5", n, C);
+  const char *path = kd_test_write_dataset("logits.h5", n, C, 0);
   float *z = random_logits(n, C);
   z[7] = -0.0f;
   z[8] = 1e-40f; /* subnormal: bit-exact */
@@ -182,7 +168,7 @@ static void topk_to_out_path_then_replaced(void **state) {
   (void)state;
   const int64_t n = 3000;
   const int C = 50, K = 7;
-  const char *src = write_data("topk-src.h5", n, C);
+  const char *src = kd_test_write_dataset("topk-src.h5", n, C, 0);
   const char *out = kd_test_tmp_path("topk-out.h5");
   assert_int_equal(chmod(src, 0640), 0);
   size_t src_size;
@@ -298,7 +284,7 @@ static void foreign_files_get_a_teacher(void **state) {
 
 /* A dataset of 100 rows / 10 classes with a valid teacher of the given kind (topk: K = 3). */
 static const char *with_teacher(const char *name, kd_teacher_kind kind) {
-  const char *path = write_data(name, 100, 10);
+  const char *path = kd_test_write_dataset(name, 100, 10, 0);
   float z[1000];
   int32_t idx[300];
   float logp[300];
@@ -316,6 +302,15 @@ static void set_teacher_attr_int(const char *path, const char *name, int32_t v) 
   hid_t g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
   kd_error e;
   assert_int_equal(kd_h5_write_attr_int(g, name, v, &e), 0);
+  H5Gclose(g);
+  H5Fclose(f);
+}
+
+static void set_teacher_attr_string(const char *path, const char *name, const char *v) {
+  hid_t f = kd_test_h5_open_rw(path);
+  hid_t g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
+  kd_error e;
+  assert_int_equal(kd_h5_write_attr_string(g, name, v, &e), 0);
   H5Gclose(g);
   H5Fclose(f);
 }
@@ -340,11 +335,7 @@ static void class_count_mismatch(void **state) {
   const char *path = with_teacher("nc.h5", KD_TEACHER_LOGITS);
   set_teacher_attr_int(path, "num_classes", 7);
   kd_test_expect_open_fails(path, "/teacher num_classes 7 differs from /labels/y num_classes 10", NULL);
-  hid_t f = kd_test_h5_open_rw(path);
-  hid_t g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
-  assert_true(H5Adelete(g, "num_classes") >= 0);
-  H5Gclose(g);
-  H5Fclose(f);
+  kd_test_h5_delete(path, "/teacher", "num_classes");
   kd_test_expect_open_fails(path, "/teacher has no attribute num_classes", NULL);
 }
 
@@ -360,9 +351,7 @@ static void wrong_shapes(void **state) {
   kd_test_expect_open_fails(path, "/teacher/logits has shape [100]", "[100, 10]");
   replace_dset(path, "logits", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, 100, 10);
   kd_test_expect_open_fails(path, "/teacher/logits has type int32", "float32");
-  hid_t f = kd_test_h5_open_rw(path);
-  assert_true(H5Ldelete(f, "/teacher/logits", H5P_DEFAULT) >= 0);
-  H5Fclose(f);
+  kd_test_h5_delete(path, "/teacher/logits", NULL);
   kd_test_expect_open_fails(path, "missing /teacher/logits", NULL);
 
   const char *p2 = with_teacher("shape-topk.h5", KD_TEACHER_TOPK);
@@ -381,40 +370,24 @@ static void wrong_shapes(void **state) {
 static void bad_attributes(void **state) {
   (void)state;
   const char *path = with_teacher("kind.h5", KD_TEACHER_TOPK);
-  hid_t f = kd_test_h5_open_rw(path);
-  hid_t g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
-  assert_true(H5Adelete(g, "kind") >= 0);
-  H5Gclose(g);
-  H5Fclose(f);
+  kd_test_h5_delete(path, "/teacher", "kind");
   kd_test_expect_open_fails(path, "/teacher has no attribute kind", "\"logits\" or \"topk\"");
-  f = kd_test_h5_open_rw(path);
-  g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
-  kd_error e;
-  assert_int_equal(kd_h5_write_attr_string(g, "kind", "probs", &e), 0);
-  H5Gclose(g);
-  H5Fclose(f);
+  set_teacher_attr_string(path, "kind", "probs");
   kd_test_expect_open_fails(path, "/teacher attribute kind is \"probs\"", NULL);
-  f = kd_test_h5_open_rw(path);
-  g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
-  assert_int_equal(kd_h5_write_attr_string(g, "kind", "topk", &e), 0);
-  H5Gclose(g);
-  H5Fclose(f);
+  set_teacher_attr_string(path, "kind", "topk");
   set_teacher_attr_int(path, "k", 0);
   kd_test_expect_open_fails(path, "/teacher attribute k is 0", "[1, 10]");
   set_teacher_attr_int(path, "k", 11);
   kd_test_expect_open_fails(path, "/teacher attribute k is 11", NULL);
-  f = kd_test_h5_open_rw(path);
-  g = H5Gopen2(f, "/teacher", H5P_DEFAULT);
-  assert_true(H5Adelete(g, "k") >= 0);
-  H5Gclose(g);
-  H5Fclose(f);
+  kd_test_h5_delete(path, "/teacher", "k");
   kd_test_expect_open_fails(path, "/teacher has no attribute k", NULL);
 
   /* /teacher that is not a group. */
-  const char *p2 = write_data("notgroup.h5", 10, 10);
-  f = kd_test_h5_open_rw(p2);
+  const char *p2 = kd_test_write_dataset("notgroup.h5", 10, 10, 0);
+  hid_t f = kd_test_h5_open_rw(p2);
   int64_t d[1] = {3};
   int32_t v[3] = {0};
+  kd_error e;
   assert_int_equal(kd_h5_write_dataset(f, "/teacher", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, d, v,
                                        &e), 0);
   H5Fclose(f);
@@ -482,7 +455,7 @@ static void nan_and_inf_logits(void **state) {
 
   /* Beyond the first 4 MiB block of the scan: 150000 rows of 10 logits. */
   const int64_t n = 150000;
-  const char *big = write_data("nan-big.h5", n, 10);
+  const char *big = kd_test_write_dataset("nan-big.h5", n, 10, 0);
   float *z = random_logits(n, 10);
   kd_teacher_data t = {.kind = KD_TEACHER_LOGITS, .n = n, .num_classes = 10, .logits = z};
   KD_OK(kd_dataset_write_teacher(big, NULL, &t, err));
@@ -587,7 +560,7 @@ static void write_refusals_leave_file_alone(void **state) {
 
 static void no_teacher(void **state) {
   (void)state;
-  const char *path = write_data("plain.h5", 10, 3);
+  const char *path = kd_test_write_dataset("plain.h5", 10, 3, 0);
   kd_dataset ds;
   KD_OK(kd_dataset_open(&ds, path, err));
   assert_int_equal(ds.teacher_kind, KD_TEACHER_NONE);
@@ -606,7 +579,7 @@ static void no_teacher(void **state) {
 /* The importer: a tiny end-to-end case (the integration test covers the CLI and each error). */
 static void jsonl_import(void **state) {
   (void)state;
-  const char *path = write_data("api.h5", 3, 5);
+  const char *path = kd_test_write_dataset("api.h5", 3, 5, 0);
   const char *jl = kd_test_tmp_path("api.jsonl");
   kd_test_write_file(jl, "w",
                      "{\"row\": 2, \"top_logprobs\": [{\"class\": 1, \"logprob\": -2.5}, "
