@@ -90,7 +90,8 @@ static void check_reference_by_fd(const float *xf, const float *gf, const float 
                                   const float *dy, size_t n, size_t C, size_t S, double eps,
                                   const double *dx, const double *dgamma, const double *dbeta) {
   size_t numel = n * C * S;
-  double *x = kd_test_doubles(numel), *g = kd_test_doubles(C), *b = kd_test_doubles(C), *y = kd_test_doubles(numel);
+  double *x = kd_test_doubles(numel), *g = kd_test_doubles(C), *b = kd_test_doubles(C),
+         *y = kd_test_doubles(numel);
   for (size_t j = 0; j < numel; j++) x[j] = xf[j];
   for (size_t c = 0; c < C; c++) g[c] = gf[c], b[c] = bf[c];
   double *vars[3] = {x, g, b};
@@ -136,7 +137,8 @@ static void bn_case(size_t n, size_t C, size_t S, float lo, float hi, bn_tol tol
   kd_device *dev = kd_test_device();
   size_t numel = n * C * S;
   const float momentum = 0.1f, eps = 1e-5f;
-  float *x1 = kd_test_floats(numel), *x2 = kd_test_floats(numel), *dy = kd_test_floats(numel), *got = kd_test_floats(numel);
+  float *x1 = kd_test_floats(numel), *x2 = kd_test_floats(numel), *dy = kd_test_floats(numel),
+        *got = kd_test_floats(numel);
   float gamma[64], beta[64], rm0[64], rv0[64], cgot[64];
   assert_true(C <= 64);
   kd_test_fill_uniform(x1, numel, lo, hi, 1 + S);
@@ -145,7 +147,8 @@ static void bn_case(size_t n, size_t C, size_t S, float lo, float hi, bn_tol tol
   kd_test_fill_uniform(gamma, C, 0.5f, 1.5f, 4);
   kd_test_fill_uniform(beta, C, -0.5f, 0.5f, 5);
   for (size_t c = 0; c < C; c++) rm0[c] = 0.0f, rv0[c] = 1.0f; /* PyTorch's initial values */
-  double *xd = kd_test_doubles(numel), *gd = kd_test_doubles(C), *bd = kd_test_doubles(C), *want = kd_test_doubles(numel);
+  double *xd = kd_test_doubles(numel), *gd = kd_test_doubles(C), *bd = kd_test_doubles(C),
+         *want = kd_test_doubles(numel);
   double mean[64], var[64], invstd[64], rm[64], rv[64], dg[64], db[64];
   for (size_t c = 0; c < C; c++) gd[c] = gamma[c], bd[c] = beta[c], rm[c] = 0, rv[c] = 1;
   char what[160];

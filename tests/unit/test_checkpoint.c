@@ -163,7 +163,7 @@ static void failed_write_leaves_old_checkpoint(void **state) {
   assert_int_equal(kd_checkpoint_write("/nonexistent-kdcl-dir/ck.h5", &old, &e), -1);
   print_message("refused: %s\n", e.msg);
   kd_test_assert_msg_has(e.msg, "/nonexistent-kdcl-dir/ck.h5",
-                 "directory /nonexistent-kdcl-dir does not exist", NULL);
+                         "directory /nonexistent-kdcl-dir does not exist", NULL);
 
   /* A stale .tmp from an earlier crash is simply replaced. */
   kd_test_write_file(kd_test_tmp_path("keep.h5.tmp"), "w", "garbage from a crash");
@@ -298,7 +298,8 @@ static void model_tensor_for_init(void **state) {
   for (int i = 0; i < 6; i++) assert_true(out[i] == (float)w[i / 2][i % 2]);
   assert_int_equal(
       kd_h5_read_model_tensor(f, "torch.h5", "layers.1.num_batches_tracked", 0, NULL, out, &e), -1);
-  kd_test_assert_msg_has(e.msg, "torch.h5: /model/layers.1.num_batches_tracked has type int64", NULL);
+  kd_test_assert_msg_has(e.msg, "torch.h5: /model/layers.1.num_batches_tracked has type int64",
+                         NULL);
   H5Fclose(f);
   free_made(&ck);
 }

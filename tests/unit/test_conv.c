@@ -154,11 +154,14 @@ static void conv_case_run(const conv_case *cc) {
                wn = s.O * s.C * s.KH * s.KW, wsn = kd_conv2d_workspace_floats(&s);
   /* Host buffers sized for the batch s.B; only the first n images are used. */
   const size_t xN = s.B * s.C * s.H * s.W, yN = s.B * s.O * s.OH * s.OW;
-  float *x = kd_test_floats(xN), *w = kd_test_floats(wn), *b = kd_test_floats(s.O), *dy = kd_test_floats(yN);
-  float *y = kd_test_floats(yN), *dx = kd_test_floats(xN), *dw = kd_test_floats(wn), *db = kd_test_floats(s.O);
-  double *xd = kd_test_doubles(xn), *wd = kd_test_doubles(wn), *bd = kd_test_doubles(s.O), *dyd = kd_test_doubles(yn);
-  double *want_y = kd_test_doubles(yn), *want_dx = kd_test_doubles(xn), *want_dw = kd_test_doubles(wn),
-         *want_db = kd_test_doubles(s.O);
+  float *x = kd_test_floats(xN), *w = kd_test_floats(wn), *b = kd_test_floats(s.O),
+        *dy = kd_test_floats(yN);
+  float *y = kd_test_floats(yN), *dx = kd_test_floats(xN), *dw = kd_test_floats(wn),
+        *db = kd_test_floats(s.O);
+  double *xd = kd_test_doubles(xn), *wd = kd_test_doubles(wn), *bd = kd_test_doubles(s.O),
+         *dyd = kd_test_doubles(yn);
+  double *want_y = kd_test_doubles(yn), *want_dx = kd_test_doubles(xn),
+         *want_dw = kd_test_doubles(wn), *want_db = kd_test_doubles(s.O);
   kd_test_fill_uniform(x, xN, -1, 1, 101 + cc->C);
   kd_test_fill_uniform(w, wn, -1, 1, 102 + cc->O);
   kd_test_fill_uniform(b, s.O, -1, 1, 103);

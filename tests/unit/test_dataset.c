@@ -386,7 +386,8 @@ static void write_refuses_bad_arguments(void **state) {
   uint8_t x[4] = {0};
   int32_t y[1] = {0};
   int64_t shape[1] = {4};
-  assert_int_equal(kd_dataset_write(kd_test_tmp_path("bad.h5"), x, 1, 1, 1, shape, y, 0, 1, 0, 1, &e), -1);
+  assert_int_equal(
+      kd_dataset_write(kd_test_tmp_path("bad.h5"), x, 1, 1, 1, shape, y, 0, 1, 0, 1, &e), -1);
   kd_test_assert_msg_has(e.msg, "num_classes", NULL);
   assert_int_equal(
       kd_dataset_write("/nonexistent-dir-kdcl/d.h5", x, 1, 1, 1, shape, y, 2, 1, 0, 1, &e), -1);

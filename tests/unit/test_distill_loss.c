@@ -121,7 +121,8 @@ static double ref_objective(const ref_cfg *c, const double *zs, int y, const ref
  * Jacobian (dL/du_j = s_j (g_j - sum_k s_k g_k), u = z/T) and dz = du / T, times T^2. */
 static void ref_grad(const ref_cfg *c, const double *zs, int y, const ref_teacher *t, size_t C,
                      double scale, double *d) {
-  double T = c->T, *ls = kd_test_doubles(C), *l1 = kd_test_doubles(C), *sg = kd_test_doubles(C), G = 0;
+  double T = c->T, *ls = kd_test_doubles(C), *l1 = kd_test_doubles(C), *sg = kd_test_doubles(C),
+         G = 0;
   log_softmax_T(zs, C, T, ls);
   log_softmax_T(zs, C, 1.0, l1);
   for (size_t j = 0; j < C; j++) {
@@ -334,8 +335,8 @@ static void check_case(const char *name, const kd_distill_config *cfg, const tea
                        int fd) {
   float scale = 1.0f / (float)B;
   ref_cfg rc = ref_of(cfg);
-  double *want_ce = kd_test_doubles(B), *want_kd = kd_test_doubles(B), *want_d = kd_test_doubles(B * C),
-         *zd = kd_test_doubles(C);
+  double *want_ce = kd_test_doubles(B), *want_kd = kd_test_doubles(B),
+         *want_d = kd_test_doubles(B * C), *zd = kd_test_doubles(C);
   double *want_fd = kd_test_doubles(B * C);
   int *kink = calloc(B, sizeof(int));
   assert_non_null(kink);

@@ -38,7 +38,8 @@ static void dense_ref(double *y, const float *x, const float *w, const float *b,
 
 static void dense_forward_case(size_t B, size_t in, size_t out, int bias) {
   kd_device *dev = kd_test_device();
-  float *x = kd_test_floats(B * in), *w = kd_test_floats(out * in), *b = kd_test_floats(out), *y = kd_test_floats(B * out);
+  float *x = kd_test_floats(B * in), *w = kd_test_floats(out * in), *b = kd_test_floats(out),
+        *y = kd_test_floats(B * out);
   double *want = kd_test_doubles(B * out);
   kd_test_fill_uniform(x, B * in, -1, 1, 1);
   kd_test_fill_uniform(w, out * in, -1, 1, 2);
@@ -116,9 +117,12 @@ static double dense_fd(float *host, cl_mem buf, size_t idx, cl_mem by, cl_mem bx
 
 static void dense_backward_case(size_t B, size_t in, size_t out, int with_dx, int with_db) {
   kd_device *dev = kd_test_device();
-  float *x = kd_test_floats(B * in), *w = kd_test_floats(out * in), *b = kd_test_floats(out), *dy = kd_test_floats(B * out);
-  float *y = kd_test_floats(B * out), *dx = kd_test_floats(B * in), *dw = kd_test_floats(out * in), *db = kd_test_floats(out);
-  double *want_dx = kd_test_doubles(B * in), *want_dw = kd_test_doubles(out * in), *want_db = kd_test_doubles(out);
+  float *x = kd_test_floats(B * in), *w = kd_test_floats(out * in), *b = kd_test_floats(out),
+        *dy = kd_test_floats(B * out);
+  float *y = kd_test_floats(B * out), *dx = kd_test_floats(B * in), *dw = kd_test_floats(out * in),
+        *db = kd_test_floats(out);
+  double *want_dx = kd_test_doubles(B * in), *want_dw = kd_test_doubles(out * in),
+         *want_db = kd_test_doubles(out);
   kd_test_fill_uniform(x, B * in, -1, 1, 11);
   kd_test_fill_uniform(w, out * in, -1, 1, 12);
   kd_test_fill_uniform(b, out, -1, 1, 13);
@@ -143,7 +147,8 @@ static void dense_backward_case(size_t B, size_t in, size_t out, int with_dx, in
   /* The analytic reference against central differences of the double forward L (linear, so
    * they agree to rounding; this guards the reference's indexing). */
   {
-    double *xd = kd_test_doubles(B * in), *wd = kd_test_doubles(out * in), *bd = kd_test_doubles(out);
+    double *xd = kd_test_doubles(B * in), *wd = kd_test_doubles(out * in),
+           *bd = kd_test_doubles(out);
     for (size_t i = 0; i < B * in; i++) xd[i] = x[i];
     for (size_t i = 0; i < out * in; i++) wd[i] = w[i];
     for (size_t i = 0; i < out; i++) bd[i] = b[i];
@@ -447,8 +452,8 @@ static void dropout_mask_statistics_and_backward(void **state) {
   const size_t n = DROP_N;
   const float rate = 0.3f;
   const uint64_t seed = 0x123456789abcdef0ull, stream = 0xfedcba9876543210ull;
-  float *x = kd_test_floats(n), *y = kd_test_floats(n), *y2 = kd_test_floats(n), *y3 = kd_test_floats(n), *dy = kd_test_floats(n),
-        *dx = kd_test_floats(n);
+  float *x = kd_test_floats(n), *y = kd_test_floats(n), *y2 = kd_test_floats(n),
+        *y3 = kd_test_floats(n), *dy = kd_test_floats(n), *dx = kd_test_floats(n);
   kd_test_fill_uniform(x, n, 0.5f, 1.5f, 41); /* never zero: y == 0 exactly when dropped */
   kd_test_fill_uniform(dy, n, -1, 1, 42);
   cl_mem bx = padded(n, x), by = padded(n, NULL), bdy = padded(n, dy), bdx = padded(n, NULL);

@@ -17,7 +17,9 @@ static const kd_test_pad PAD = {OFF, OFF, GARBAGE, 0.0f};
 
 static cl_mem padded(size_t n, const float *host) { return kd_test_padded(&PAD, n, host); }
 
-static void assert_padding_intact(cl_mem b, size_t n) { kd_test_assert_margins("optim", b, &PAD, n); }
+static void assert_padding_intact(cl_mem b, size_t n) {
+  kd_test_assert_margins("optim", b, &PAD, n);
+}
 
 /* ---- gradient norm ---- */
 

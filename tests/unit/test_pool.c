@@ -204,8 +204,10 @@ static void pool_case(int is_max, size_t n, size_t C, size_t H, size_t W, size_t
   kd_device *dev = kd_test_device();
   shape s = make_shape(n, C, H, W, size, stride, pad);
   size_t nin = n * C * H * W, nout = n * C * s.OH * s.OW;
-  float *x = kd_test_floats(nin), *dy = kd_test_floats(nout), *y = kd_test_floats(nout), *dx = kd_test_floats(nin);
-  double *xd = kd_test_doubles(nin), *want_y = kd_test_doubles(nout), *want_dx = kd_test_doubles(nin);
+  float *x = kd_test_floats(nin), *dy = kd_test_floats(nout), *y = kd_test_floats(nout),
+        *dx = kd_test_floats(nin);
+  double *xd = kd_test_doubles(nin), *want_y = kd_test_doubles(nout),
+         *want_dx = kd_test_doubles(nin);
   int *want_am = kd_test_ints(nout), *am = kd_test_ints(nout);
   fill_x(x, &s, kind, 100 + size * 10 + stride);
   kd_test_fill_uniform(dy, nout, -1, 1, 7 + n);
@@ -326,7 +328,8 @@ static void maxpool_ties_take_first_in_window(void **state) {
 static void global_avgpool_case(size_t n, size_t C, size_t HW) {
   kd_device *dev = kd_test_device();
   size_t nin = n * C * HW, nout = n * C;
-  float *x = kd_test_floats(nin), *dy = kd_test_floats(nout), *y = kd_test_floats(nout), *dx = kd_test_floats(nin);
+  float *x = kd_test_floats(nin), *dy = kd_test_floats(nout), *y = kd_test_floats(nout),
+        *dx = kd_test_floats(nin);
   double *want_y = kd_test_doubles(nout), *want_dx = kd_test_doubles(nin);
   kd_test_fill_uniform(x, nin, -2, 3, 40 + HW);
   kd_test_fill_uniform(dy, nout, -1, 1, 41 + HW);

@@ -62,9 +62,7 @@ static void binary_round_trip_runs(void **state) {
   kd_device_close(&dev2);
 
   /* A file that is not a program binary is refused with a message naming it. */
-  FILE *f = fopen(path, "wb");
-  fputs("not a binary", f);
-  fclose(f);
+  kd_test_write_file(path, "wb", "not a binary");
   kd_error err = {{0}};
   assert_int_equal(kd_device_open(&dev2, NULL, path, 0, &err), -1);
   assert_non_null(strstr(err.msg, path));

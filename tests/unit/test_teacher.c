@@ -39,7 +39,7 @@ static void random_topk(int64_t n, int C, int K, int32_t *idx, float *logp) {
       perm[j] = perm[s];
       perm[s] = t;
       idx[r * K + j] = perm[j];
-      logp[r * K + j] = (j == 0 ? -0.01f : logp[r * K + j - 1]) - (float)(next_u64() % 1000) / 300.0f;
+      logp[r * K + j] = (j == 0 ? -logf((float)K) : logp[r * K + j - 1]) - (float)(next_u64() % 1000) / 300.0f;
     }
   }
   free(perm);
@@ -334,7 +334,8 @@ static void class_count_mismatch(void **state) {
   (void)state;
   const char *path = with_teacher("nc.h5", KD_TEACHER_LOGITS);
   set_teacher_attr_int(path, "num_classes", 7);
-  kd_test_expect_open_fails(path, "/teacher num_classes 7 differs from /labels/y num_classes 10", NULL);
+  kd_test_expect_open_fails(path, "/teacher num_classes 7 differs from /labels/y num_classes 10",
+                            NULL);
   kd_test_h5_delete(path, "/teacher", "num_classes");
   kd_test_expect_open_fails(path, "/teacher has no attribute num_classes", NULL);
 }
@@ -343,8 +344,8 @@ static void wrong_shapes(void **state) {
   (void)state;
   const char *path = with_teacher("shape.h5", KD_TEACHER_LOGITS);
   replace_dset(path, "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 9);
-  kd_test_expect_open_fails(path, "/teacher/logits has shape [100, 9] but the teacher has 10 classes",
-                    NULL);
+  kd_test_expect_open_fails(
+      path, "/teacher/logits has shape [100, 9] but the teacher has 10 classes", NULL);
   replace_dset(path, "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 99, 10);
   kd_test_expect_open_fails(path, "/teacher/logits has 99 rows but /inputs/x has 100", NULL);
   replace_dset(path, "logits", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, 100, 0);
@@ -356,7 +357,8 @@ static void wrong_shapes(void **state) {
 
   const char *p2 = with_teacher("shape-topk.h5", KD_TEACHER_TOPK);
   replace_dset(p2, "topk_logp", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 4);
-  kd_test_expect_open_fails(p2, "/teacher/topk_logp has shape [100, 4] but the teacher has k = 3", NULL);
+  kd_test_expect_open_fails(p2, "/teacher/topk_logp has shape [100, 4] but the teacher has k = 3",
+                            NULL);
   replace_dset(p2, "topk_logp", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 3);
   replace_dset(p2, "topk_idx", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, 100, 3);
   kd_test_expect_open_fails(p2, "/teacher/topk_idx has type float32", "int32");
@@ -485,11 +487,23 @@ static void bad_topk_values(void **state) {
   float pos = 0.5f, tiny = 5e-5f, nan = NAN, inf = INFINITY;
   poke(path, "topk_logp", H5T_NATIVE_FLOAT, 63, 2, &pos);
   expect_check_fails(path, "/teacher/topk_logp row 63 entry 2 is 0.5", "not a log-probability");
-  poke(path, "topk_logp", H5T_NATIVE_FLOAT, 63, 2, &tiny); /* rounding slack is accepted */
+  /* Rounding slack is accepted: a top entry a hair above 0 with the rest negligible. */
+  float far1 = -20.0f, far2 = -21.0f;
+  poke(path, "topk_logp", H5T_NATIVE_FLOAT, 63, 0, &tiny);
+  poke(path, "topk_logp", H5T_NATIVE_FLOAT, 63, 1, &far1);
+  poke(path, "topk_logp", H5T_NATIVE_FLOAT, 63, 2, &far2);
   kd_dataset ds;
   KD_OK(kd_dataset_open(&ds, path, err));
   KD_OK(kd_dataset_check_teacher(&ds, err));
   kd_dataset_close(&ds);
+  /* Rows must be sorted descending and cannot hold more than all the probability. */
+  float up = -19.0f, half = -0.6f;
+  poke(path, "topk_logp", H5T_NATIVE_FLOAT, 63, 2, &up);
+  expect_check_fails(path, "/teacher/topk_logp row 63 is not sorted descending", NULL);
+  poke(path, "topk_logp", H5T_NATIVE_FLOAT, 63, 2, &far2);
+  for (int j = 0; j < 3; j++) poke(path, "topk_logp", H5T_NATIVE_FLOAT, 64, j, &half);
+  expect_check_fails(path, "/teacher/topk_logp row 64 has probabilities summing to", "> 1");
+  for (int j = 0; j < 3; j++) poke(path, "topk_logp", H5T_NATIVE_FLOAT, 64, j, &far2);
   poke(path, "topk_logp", H5T_NATIVE_FLOAT, 80, 0, &nan);
   expect_check_fails(path, "/teacher/topk_logp row 80 has a NaN", NULL);
   poke(path, "topk_logp", H5T_NATIVE_FLOAT, 80, 0, &inf);
