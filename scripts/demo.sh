@@ -23,7 +23,7 @@ export KDCL_CACHE_DIR=${KDCL_CACHE_DIR:-$root/build/kdcl-cache}
 teacher_spec="$root/models/fmnist-cnn.json"
 student_spec="$root/models/fmnist-mlp-small.json"
 teacher_epochs=${KDCL_DEMO_TEACHER_EPOCHS:-10}
-student_epochs=${KDCL_DEMO_STUDENT_EPOCHS:-15}
+student_epochs=${KDCL_DEMO_STUDENT_EPOCHS:-25}
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
@@ -55,7 +55,7 @@ step "student, labels only (seed $seed)"
 "$kdcl" distill "${common[@]}" --loss ce --out "$out/runs/student-labels-s$seed.h5" \
   --log "$out/runs/student-labels-s$seed.jsonl"
 step "student, distilled from the teacher (seed $seed)"
-"$kdcl" distill "${common[@]}" --loss kd --temperature 4 --alpha 0.5 \
+"$kdcl" distill "${common[@]}" --loss kd --temperature 2 --alpha 0.3 \
   --out "$out/runs/student-kd-s$seed.h5" --log "$out/runs/student-kd-s$seed.jsonl"
 
 step "comparison on the Fashion-MNIST test set"
