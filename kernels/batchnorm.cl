@@ -18,20 +18,8 @@
 #define KD_REQD_WG_BN
 #endif
 
-/* Sums of one float2 per work-item over the work-group; every work-item gets the result. All
- * work-items of the group must call it (it has barriers). */
-float2 kd_bn_group_sum2(float2 v, __local float4 *scratch) {
-  uint lid = get_local_id(0);
-  scratch[lid] = (float4)(v, 0.0f, 0.0f);
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = KD_BN_WG / 2; s > 0; s >>= 1) {
-    if (lid < s) scratch[lid] += scratch[lid + s];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float2 r = scratch[0].xy;
-  barrier(CLK_LOCAL_MEM_FENCE); /* scratch is free for the next reduction */
-  return r;
-}
+/* Componentwise sums of one float4 per work-item over the work-group (kernels/common.h). */
+KD_DEFINE_GROUP_REDUCE(kd_bn_group_sum4, float4, KD_BN_WG, KD_ADD)
 
 /* Chan et al.'s merge of two partial statistics (count, mean, M2 = sum of squared deviations
  * from the mean) held in .x, .y, .z. */
@@ -42,20 +30,9 @@ float4 kd_bn_merge(float4 a, float4 b) {
   return (float4)(n, a.y + d * f, a.z + b.z + d * d * a.x * f, 0.0f);
 }
 
-/* The merged statistics of one per work-item over the work-group, by a fixed binary tree;
- * every work-item gets the result. */
-float4 kd_bn_group_merge(float4 v, __local float4 *scratch) {
-  uint lid = get_local_id(0);
-  scratch[lid] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = KD_BN_WG / 2; s > 0; s >>= 1) {
-    if (lid < s) scratch[lid] = kd_bn_merge(scratch[lid], scratch[lid + s]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float4 r = scratch[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return r;
-}
+/* The merged statistics of one per work-item over the work-group, by the fixed binary tree of
+ * kernels/common.h; every work-item gets the result. */
+KD_DEFINE_GROUP_REDUCE(kd_bn_group_merge, float4, KD_BN_WG, kd_bn_merge)
 
 /* Channel c's N values lie in n rows of S contiguous floats, row i at (i*C + c)*S. Each row is
  * cut into U = ceil(S / L) segments of L floats (the last one shorter), and work-item lid
@@ -233,7 +210,7 @@ __kernel KD_REQD_WG_BN void kd_batchnorm_backward(
     for (; t < w.len; t++) s += (float2)(pg[t], pg[t] * (px[t] - mean));
     acc += s;
   }
-  float2 sums = kd_bn_group_sum2(acc, scratch);
+  float2 sums = kd_bn_group_sum4((float4)(acc, 0.0f, 0.0f), scratch).xy;
   float db = sums.x, dg = sums.y * invstd;
   if (get_local_id(0) == 0) {
     dbeta[db_off + c] = db;

@@ -121,14 +121,10 @@ __kernel KD_REQD_WG_1D void kd_conv_nchw_to_cols(__global float *D, uint D_off,
   for (uint p = 0; p < P; p++) dst[p] = src[p];
 }
 
-#if (KD_WG & (KD_WG - 1)) != 0
-#error "kd_conv_bias_grad needs KD_WG to be a power of two"
-#endif
-
 /* db[o] = sum over img < n and p < P of dy[img, o, p] (overwrites), straight from NCHW. One
  * work-group of KD_WG per channel: work-item t sums images t, t + KD_WG, ... in order, each a
  * contiguous run of P in 16 running lanes; then the lanes and the work-items are added in a
- * fixed tree, so the result is the same bits on every run. Global: O*KD_WG. */
+ * fixed tree (kd_group_sum), so the result is the same bits on every run. Global: O*KD_WG. */
 __kernel KD_REQD_WG_1D void kd_conv_bias_grad(__global float *db, uint db_off,
                                               __global const float *dy, uint dy_off, uint n,
                                               uint O, uint P) {
@@ -145,11 +141,6 @@ __kernel KD_REQD_WG_1D void kd_conv_bias_grad(__global float *db, uint db_off,
   const float8 a8 = acc.lo + acc.hi;
   const float4 a4 = a8.lo + a8.hi;
   const float2 a2 = a4.lo + a4.hi;
-  part[t] = (a2.x + a2.y) + tail;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint h = KD_WG / 2; h > 0; h >>= 1) {
-    if (t < h) part[t] += part[t + h];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  if (t == 0) db[db_off + o] = part[0];
+  const float sum = kd_group_sum((a2.x + a2.y) + tail, part);
+  if (t == 0) db[db_off + o] = sum;
 }

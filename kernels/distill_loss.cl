@@ -2,8 +2,9 @@
  * definitions in host/nn/distill_loss.h). One work-group of KD_WG work-items per row, for any
  * row width (a sample of 10 classes or, later, a token over a 32k vocabulary): every pass over
  * the row is a strided loop of the group over C, reductions are fixed trees in local memory
- * (KD_WG float4s), so the same inputs give the same bits. Two kernels, one per teacher kind
- * (dense logits, top-k log-probabilities); the loss is an argument.
+ * (KD_WG float4s: kd_group_sum4 / kd_group_max4 in kernels/common.h), so the same inputs give
+ * the same bits. Two kernels, one per teacher kind (dense logits, top-k log-probabilities); the
+ * loss is an argument.
  *
  * Numerics: everything is done on log-softmax values ls = log s, lt = log t, which are finite
  * for finite logits; probabilities are exp() of those and may underflow to 0, which is harmless
@@ -11,10 +12,6 @@
  * formed in the log domain (log-add-exp), so log m never meets log 0, and the log ratios
  * log(s/m), log(t/m) are bounded by -log(1-w), -log(w). A 0 probability times an infinite log
  * (a teacher logit of -inf) counts as 0; NaN inputs still come out as NaN. */
-
-#if (KD_WG & (KD_WG - 1)) != 0
-#error "KD_WG must be a power of two (the row reductions are binary trees)"
-#endif
 
 /* Loss codes: the order of enum kd_distill_loss in host/nn/distill_loss.h. */
 #define KD_DL_KD 0
@@ -24,34 +21,6 @@
 #define KD_DL_TVD 4
 #define KD_DL_MSE 5
 #define KD_DL_CE 6
-
-/* Componentwise sum / max of one float4 per work-item over the work-group (fixed tree); every
- * work-item gets the result. All work-items must call it (barriers). */
-float4 kd_dl_sum4(float4 v, __local float4 *scratch) {
-  uint lid = get_local_id(0);
-  scratch[lid] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = KD_WG / 2; s > 0; s >>= 1) {
-    if (lid < s) scratch[lid] += scratch[lid + s];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float4 r = scratch[0];
-  barrier(CLK_LOCAL_MEM_FENCE); /* scratch is free for the next reduction */
-  return r;
-}
-
-float4 kd_dl_max4(float4 v, __local float4 *scratch) {
-  uint lid = get_local_id(0);
-  scratch[lid] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = KD_WG / 2; s > 0; s >>= 1) {
-    if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float4 r = scratch[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return r;
-}
 
 /* p * (la - lb) with p = exp(la), where 0 * (anything) = 0 (0 log 0 = 0); NaN stays NaN. */
 float kd_dl_plog(float p, float la, float lb) { return p == 0.0f ? 0.0f : p * (la - lb); }
@@ -152,7 +121,7 @@ __kernel KD_REQD_WG_1D void kd_distill_dense_forward_backward(
     mz = fmax(mz, z[j]);
     if (has_t) mt = fmax(mt, zt[j]);
   }
-  float4 r = kd_dl_max4((float4)(mz, mt, 0.0f, 0.0f), scratch);
+  float4 r = kd_group_max4((float4)(mz, mt, 0.0f, 0.0f), scratch);
   mz = r.x;
   mt = r.y;
   /* Read before the next barrier: when dlogits aliases logits, z is overwritten below. */
@@ -167,7 +136,7 @@ __kernel KD_REQD_WG_1D void kd_distill_dense_forward_backward(
     sT += exp(d / T);
     if (has_t) st += exp((zt[j] - mt) / T);
   }
-  r = kd_dl_sum4((float4)(s1, sT, st, 0.0f), scratch);
+  r = kd_group_sum4((float4)(s1, sT, st, 0.0f), scratch);
   s1 = r.x;
   float lsT = log(r.y), lst = log(r.z);
 
@@ -181,7 +150,7 @@ __kernel KD_REQD_WG_1D void kd_distill_dense_forward_backward(
       V += v;
       H += h;
     }
-  r = kd_dl_sum4((float4)(V, H, 0.0f, 0.0f), scratch);
+  r = kd_group_sum4((float4)(V, H, 0.0f, 0.0f), scratch);
   V = r.x;
   H = r.y;
   if (isnan(V) || isnan(H)) V = H = NAN; /* NaN teacher data: value and gradient row NaN */
@@ -260,7 +229,7 @@ __kernel KD_REQD_WG_1D void kd_distill_topk_forward_backward(
   for (uint j = lid; j < C; j += KD_WG) mz = fmax(mz, z[j]);
   if (has_t)
     for (uint i = lid; i < K; i += KD_WG) mlp = fmax(mlp, lp[i]);
-  float4 r = kd_dl_max4((float4)(mz, mlp, 0.0f, 0.0f), scratch);
+  float4 r = kd_group_max4((float4)(mz, mlp, 0.0f, 0.0f), scratch);
   mz = r.x;
   mlp = r.y;
   int y = labels[lab_off + row];
@@ -285,10 +254,10 @@ __kernel KD_REQD_WG_1D void kd_distill_topk_forward_backward(
       if (l == mlp) n += 1.0f;
       else A += exp(l - mlp);
     }
-  r = kd_dl_sum4((float4)(s1, sT, 0.0f, 0.0f), scratch);
+  r = kd_group_sum4((float4)(s1, sT, 0.0f, 0.0f), scratch);
   s1 = r.x;
   float lsT = log(r.y);
-  r = kd_dl_sum4((float4)(sK, A, n, 0.0f), scratch);
+  r = kd_group_sum4((float4)(sK, A, n, 0.0f), scratch);
   /* The teacher's normaliser at T: over the K entries (drop), or over all C classes with the
    * missing mass spread evenly over the C - K others (uniform). */
   float M = mlp, St = r.x, lpu = 0.0f;
@@ -320,7 +289,7 @@ __kernel KD_REQD_WG_1D void kd_distill_topk_forward_backward(
       if (member) next = kd_dl_topk_next(idx, K, j + 1, lid, &pos, &dup);
     }
   }
-  r = kd_dl_sum4((float4)(V, H, 0.0f, 0.0f), scratch);
+  r = kd_group_sum4((float4)(V, H, 0.0f, 0.0f), scratch);
   V = r.x;
   H = r.y;
   /* A bad or repeated index, NaN teacher data: value and gradient row NaN (whatever the loss

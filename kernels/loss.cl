@@ -1,39 +1,8 @@
 /* Row-wise losses fused with their gradients (host/nn/loss.c). One work-group of KD_WG
  * work-items per row of logits, so a row of any width (10 classes or a 50k vocabulary, one row
  * per sample or per token) is one group; reductions over the row are fixed trees in local
- * memory, so results are the same bits on every run. */
-
-#if (KD_WG & (KD_WG - 1)) != 0
-#error "KD_WG must be a power of two (the row reductions are binary trees)"
-#endif
-
-/* Sum / max of one value per work-item over the work-group; every work-item gets the result.
- * All work-items of the group must call it (it has barriers). */
-float kd_row_sum(float v, __local float *scratch) {
-  uint lid = get_local_id(0);
-  scratch[lid] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = KD_WG / 2; s > 0; s >>= 1) {
-    if (lid < s) scratch[lid] += scratch[lid + s];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float r = scratch[0];
-  barrier(CLK_LOCAL_MEM_FENCE); /* scratch is free for the next reduction */
-  return r;
-}
-
-float kd_row_max(float v, __local float *scratch) {
-  uint lid = get_local_id(0);
-  scratch[lid] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = KD_WG / 2; s > 0; s >>= 1) {
-    if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float r = scratch[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return r;
-}
+ * memory (kd_group_sum / kd_group_max in kernels/common.h), so results are the same bits on
+ * every run. */
 
 /* Softmax cross-entropy and its gradient for rows [B, C] of logits (row-major, contiguous):
  *   loss_rows[r] = logsumexp(z_r) - z_r[y_r]
@@ -51,14 +20,14 @@ __kernel KD_REQD_WG_1D void kd_softmax_ce_forward_backward(
 
   float m = -INFINITY;
   for (uint j = lid; j < C; j += KD_WG) m = fmax(m, z[j]);
-  m = kd_row_max(m, scratch);
+  m = kd_group_max(m, scratch);
   /* Read before the next barrier: when dlogits aliases logits, z is overwritten below. */
   int y = labels[lab_off + row];
   int valid = y >= 0 && (uint)y < C;
   float zy = (lid == 0 && valid) ? z[y] : 0.0f;
   float s = 0.0f;
   for (uint j = lid; j < C; j += KD_WG) s += exp(z[j] - m); /* NaN logits reach s here */
-  s = kd_row_sum(s, scratch);
+  s = kd_group_sum(s, scratch);
 
   if (lid == 0) /* log(s) - (z_y - m): no cancellation against a large m */
     loss_rows[loss_off + row] = valid ? log(s) - (zy - m) : NAN;

@@ -2,21 +2,6 @@
  * norm (two fixed-tree passes, no atomics) and one-launch SGD and AdamW steps with
  * torch.optim semantics, clipping by a norm read from the device. */
 
-#if (KD_WG & (KD_WG - 1)) != 0
-#error "KD_WG must be a power of two (the norm reduction is a binary tree)"
-#endif
-
-float kd_grad_norm_group_sum(float v, __local float *scratch) {
-  uint lid = get_local_id(0);
-  scratch[lid] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = KD_WG / 2; s > 0; s >>= 1) {
-    if (lid < s) scratch[lid] += scratch[lid + s];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  return scratch[0];
-}
-
 /* Pass 1: partial[group] = sum of g[i]^2 over i = gid, gid + T, gid + 2T, ... (T = all
  * work-items). The grid depends on n alone, so the summation order is fixed. */
 __kernel KD_REQD_WG_1D void kd_grad_norm_partial(__global float *partial, uint p_off,
@@ -29,7 +14,7 @@ __kernel KD_REQD_WG_1D void kd_grad_norm_partial(__global float *partial, uint p
     float v = g[g_off + i];
     acc += v * v;
   }
-  acc = kd_grad_norm_group_sum(acc, scratch);
+  acc = kd_group_sum(acc, scratch);
   if (get_local_id(0) == 0) partial[p_off + get_group_id(0)] = acc;
 }
 
@@ -40,7 +25,7 @@ __kernel KD_REQD_WG_1D void kd_grad_norm_final(__global float *norm, uint norm_o
   __local float scratch[KD_WG];
   float acc = 0.0f;
   for (uint j = get_local_id(0); j < groups; j += KD_WG) acc += partial[p_off + j];
-  acc = kd_grad_norm_group_sum(acc, scratch);
+  acc = kd_group_sum(acc, scratch);
   if (get_local_id(0) == 0) norm[norm_off] = sqrt(acc);
 }
 

@@ -24,6 +24,14 @@ void kd_pool_window_range(uint h, uint pad, uint size, uint stride, uint O, uint
   *hi = min(hp / stride + 1u, O);
 }
 
+/* The window of output position o along an axis of n inputs, clipped to the axis: inputs
+ * [*start, *end), the unclipped window starting at o*stride - pad. */
+void kd_pool_window(uint o, uint stride, uint pad, uint size, uint n, int *start, int *end) {
+  int s0 = (int)(o * stride) - (int)pad;
+  *start = max(s0, 0);
+  *end = min(s0 + (int)size, (int)n);
+}
+
 /* y[p, oh, ow] = max of x[p] over the window (padding never wins: it acts as -inf);
  * argmax[p, oh, ow] = h*W + w of that element. Ties keep the first element in row-major window
  * order; a NaN wins over numbers (the last NaN seen), both as on PyTorch's CPU. One work-item
@@ -36,14 +44,14 @@ __kernel KD_REQD_WG_1D void kd_maxpool2d_forward(__global float *y, uint y_off,
   uint ro = get_global_id(0);
   if (ro >= planes * OH) return;
   uint p = ro / OH, oh = ro - p * OH;
-  int h0 = (int)(oh * stride) - (int)pad;
-  int hs = max(h0, 0), he = min(h0 + (int)size, (int)H);
+  int hs, he;
+  kd_pool_window(oh, stride, pad, size, H, &hs, &he);
   __global const float *xp = x + x_off + p * H * W;
   __global float *yr = y + y_off + ro * OW;
   __global int *ar = argmax + am_off + ro * OW;
   for (uint ow = 0; ow < OW; ow++) {
-    int w0 = (int)(ow * stride) - (int)pad;
-    int ws = max(w0, 0), we = min(w0 + (int)size, (int)W);
+    int ws, we;
+    kd_pool_window(ow, stride, pad, size, W, &ws, &we);
     float best = -INFINITY;
     int bi = hs * (int)W + ws;
     for (int h = hs; h < he; h++)
@@ -96,14 +104,14 @@ __kernel KD_REQD_WG_1D void kd_avgpool2d_forward(__global float *y, uint y_off,
   uint ro = get_global_id(0);
   if (ro >= planes * OH) return;
   uint p = ro / OH, oh = ro - p * OH;
-  int h0 = (int)(oh * stride) - (int)pad;
-  int hs = max(h0, 0), he = min(h0 + (int)size, (int)H);
+  int hs, he;
+  kd_pool_window(oh, stride, pad, size, H, &hs, &he);
   __global const float *xp = x + x_off + p * H * W;
   __global float *yr = y + y_off + ro * OW;
   float div = (float)(size * size);
   for (uint ow = 0; ow < OW; ow++) {
-    int w0 = (int)(ow * stride) - (int)pad;
-    int ws = max(w0, 0), we = min(w0 + (int)size, (int)W);
+    int ws, we;
+    kd_pool_window(ow, stride, pad, size, W, &ws, &we);
     float acc = 0.0f;
     for (int h = hs; h < he; h++)
       for (int w = ws; w < we; w++) acc += xp[h * (int)W + w];
@@ -128,8 +136,8 @@ __kernel KD_REQD_WG_1D void kd_avgpool2d_backward(__global float *dx, uint dx_of
   for (uint w = 0; w < W; w++) dr[w] = 0.0f;
   for (uint oh = oh_lo; oh < oh_hi; oh++)
     for (uint ow = 0; ow < OW; ow++) {
-      int w0 = (int)(ow * stride) - (int)pad;
-      int ws = max(w0, 0), we = min(w0 + (int)size, (int)W);
+      int ws, we;
+      kd_pool_window(ow, stride, pad, size, W, &ws, &we);
       float v = g[oh * OW + ow];
       for (int w = ws; w < we; w++) dr[w] += v;
     }

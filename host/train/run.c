@@ -19,6 +19,7 @@
 #include "nn/model.h"
 #include "runtime/profile.h"
 #include "train/evaluate.h"
+#include "train/layer_profile.h"
 #include "train/loader.h"
 #include "train/loss_ring.h"
 #include "train/rng.h"
@@ -646,7 +647,10 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step)
     rc = save_checkpoint(&r, o->out_path, err); /* nothing left to do: still write --out */
   if (rc == 0 && !o->quiet) fprintf(stderr, "kdcl: wrote %s\n", o->out_path);
-  if (rc == 0 && o->profile) kd_profile_print(&r.dev, stderr);
+  if (rc == 0 && o->profile) {
+    kd_layer_profile_print(&r.trainer, stderr);
+    kd_profile_print(&r.dev, stderr);
+  }
 done:
   if (r.loader_open) kd_loader_close(&r.loader);
   if (r.trainer_open) kd_trainer_release(&r.trainer);

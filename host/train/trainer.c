@@ -10,6 +10,7 @@
 #include "nn/loss.h"
 #include "nn/pool.h"
 #include "nn/residual.h"
+#include "train/layer_profile.h"
 
 /* ---- planning: where every layer's tensors live ---- */
 
@@ -251,9 +252,16 @@ static int forward_layer(pass_ctx *c, const kd_layer *L, size_t in) {
 }
 
 static int forward_list(pass_ctx *c, const kd_layer *layers, int count, size_t in) {
+  int profiling = c->t->dev->profiling;
   for (int i = 0; i < count; i++) {
+    kd_layer_state *st = &c->t->st[layers[i].id];
+    double t0 = profiling ? kd_layer_profile_start(c->t->dev) : 0;
     if (forward_layer(c, &layers[i], in)) return kd_fail_context(c->err, "%s forward", layers[i].key);
-    in = c->t->st[layers[i].id].act_out;
+    if (profiling) {
+      st->fwd_ms += kd_layer_profile_stop(c->t->dev, t0);
+      st->fwd_flop += kd_layer_flops(&layers[i], c->n, 0, 0);
+    }
+    in = st->act_out;
   }
   return 0;
 }
@@ -399,8 +407,14 @@ static int backward_list(pass_ctx *c, const kd_layer *layers, int count, size_t 
     size_t x_act = i ? c->t->st[layers[i - 1].id].act_out : in_act;
     size_t x_grad = i ? c->t->st[layers[i - 1].id].grad_out : in_grad;
     int dx_needed = need_dx || i > first_needed;
+    kd_layer_state *st = &c->t->st[L->id];
+    double t0 = c->t->dev->profiling ? kd_layer_profile_start(c->t->dev) : 0;
     if (backward_layer(c, L, x_act, x_grad, dx_needed))
       return kd_fail_context(c->err, "%s backward", L->key);
+    if (c->t->dev->profiling) {
+      st->bwd_ms += kd_layer_profile_stop(c->t->dev, t0);
+      st->bwd_flop += kd_layer_flops(L, c->n, 1, dx_needed);
+    }
   }
   return 0;
 }

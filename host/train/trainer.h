@@ -21,6 +21,9 @@ typedef struct kd_layer_state {
   size_t aux, aux2; /* maxpool: argmax in acts; batch norm: saved mean, invstd in work */
   size_t proj_grad; /* residual with projection: the projection's input gradient in dacts */
   kd_conv2d_shape conv; /* conv2d geometry */
+  /* --profile: device time and arithmetic of this layer's passes (a residual block's include
+   * its sub-layers) */
+  double fwd_ms, bwd_ms, fwd_flop, bwd_flop;
 } kd_layer_state;
 
 typedef struct kd_trainer {
