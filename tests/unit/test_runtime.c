@@ -1,5 +1,4 @@
 /* Runtime: device selection, the embedded program, kernel launches, the binary round trip. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
