@@ -639,9 +639,13 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   if (!o->quiet)
     fprintf(stderr,
             "kdcl: %s '%s' (%zu parameters) on %lld rows of %s, device '%s', gemm %s%s\n",
-            o->distill ? "distilling into" : "training", r.model.name, kd_model_count_params(&r.model), (long long)r.train.num_rows,
+            o->distill ? "distilling into" : "training", r.model.name,
+            kd_model_count_params(&r.model), (long long)r.train.num_rows,
             o->data_path, r.dev.info.name, kd_gemm_backend_name(r.dev.gemm_backend),
             have_ck ? ", resumed" : "");
+  if (have_ck && r.epoch >= o->epochs && !o->quiet)
+    fprintf(stderr, "kdcl: note: --resume %s is already at epoch %lld of --epochs %lld: nothing "
+                    "to train\n", o->resume_path, (long long)r.epoch, (long long)o->epochs);
   rc = run_epochs(&r, err);
   if (rc == 0 && r.step == 0 && !have_ck) rc = save_checkpoint(&r, o->out_path, err);
   if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step)
