@@ -21,7 +21,9 @@ def main():
                                        check=True, capture_output=True, text=True).stdout)
         with h5py.File(ckpt, "r") as f:
             spec = json.loads(f["meta/model_config"][()])
-            params = sum(d.size for d in f["model"].values())
+            # trainable parameters: batch-norm running statistics are buffers, not parameters
+            params = sum(d.size for name, d in f["model"].items()
+                         if not name.endswith(("running_mean", "running_var", "num_batches_tracked")))
         records = [json.loads(line) for line in open(log)]
         epochs = [r for r in records if r["event"] == "epoch"]
         rates = [r["samples_per_s"] for r in records if r["event"] == "step"]
