@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Plots one or more kdcl run directories (their metrics.jsonl) into PNG figures, runs overlaid:
+training loss (with its CE and KD parts when distilling), validation accuracy, learning rate and
+samples/s against the step.
+
+    scripts/plot_run.py RUN_DIR [RUN_DIR ...] --out FIGDIR
+"""
+import argparse
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def load_metrics(run_dir):
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        sys.exit(f"plot_run.py: error: {run_dir} has no metrics.jsonl (not a kdcl run directory?)")
+    records = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if line:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    sys.exit(f"plot_run.py: error: {path}:{n}: not valid JSON")
+    steps = [r for r in records if r.get("event") == "step"]
+    epochs = [r for r in records if r.get("event") == "epoch"]
+    return steps, epochs
+
+
+def series(records, key):
+    pts = [(r["step"], r[key]) for r in records if key in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot(runs, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    figures = []
+
+    def figure(name, title, ylabel, draw):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for label, (steps, epochs) in runs.items():
+            draw(ax, label, steps, epochs)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(out_dir, name)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figures.append(path)
+
+    def loss(ax, label, steps, epochs):
+        line, = ax.plot(*series(steps, "loss"), label=f"{label}: loss", lw=1.2)
+        c = line.get_color()
+        xs, ys = series(steps, "ce_loss")
+        if xs:
+            ax.plot(xs, ys, "--", color=c, lw=0.9, label=f"{label}: CE part")
+            ax.plot(*series(steps, "kd_loss"), ":", color=c, lw=0.9, label=f"{label}: KD part")
+
+    def accuracy(ax, label, steps, epochs):
+        xs, ys = series(epochs, "val_accuracy")
+        ax.plot(xs, [100 * y for y in ys], "o-", label=label, ms=3)
+
+    figure("loss.png", "training loss", "loss (nats)", loss)
+    figure("val_accuracy.png", "validation accuracy", "accuracy (%)", accuracy)
+    figure("lr.png", "learning rate", "lr", lambda ax, label, s, e: ax.plot(*series(s, "lr"), label=label))
+    figure("samples_per_s.png", "throughput", "samples/s",
+           lambda ax, label, s, e: ax.plot(*series(s, "samples_per_s"), label=label, lw=0.8))
+    return figures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="kdcl run directories (--run-dir)")
+    ap.add_argument("--out", required=True, help="directory for the PNG files")
+    args = ap.parse_args()
+    runs = {os.path.basename(os.path.normpath(r)): load_metrics(r) for r in args.runs}
+    for path in plot(runs, args.out):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

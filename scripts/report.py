@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Writes a Markdown report comparing kdcl run directories: the figures of plot_run.py (runs
+overlaid) and a table of each run's final metrics (from eval.json, else its last epoch record).
+
+    scripts/report.py RUN_DIR [RUN_DIR ...] --out REPORT_DIR     (writes REPORT_DIR/report.md)
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot_run import load_metrics, plot  # noqa: E402
+
+
+def final_metrics(run_dir, epochs):
+    path = os.path.join(run_dir, "eval.json")
+    ev = json.load(open(path)) if os.path.exists(path) else {}
+    last = epochs[-1] if epochs else {}
+    recipe_path = os.path.join(run_dir, "recipe.json")
+    recipe = json.load(open(recipe_path)) if os.path.exists(recipe_path) else {}
+    return {
+        "model": recipe.get("model_name", "?"),
+        "loss": recipe.get("loss", "ce"),
+        "epochs": last.get("epoch", "?"),
+        "accuracy": ev.get("accuracy", last.get("val_accuracy")),
+        "agreement": ev.get("teacher_agreement", last.get("val_teacher_agreement")),
+        "val_loss": ev.get("loss", last.get("val_loss")),
+        "train_loss": last.get("train_loss"),
+        "time": last.get("elapsed_s"),
+    }
+
+
+def fmt(v, scale=1.0, digits=2):
+    return "–" if v is None else f"{scale * v:.{digits}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="kdcl run directories (--run-dir)")
+    ap.add_argument("--out", required=True, help="directory for report.md and its figures")
+    args = ap.parse_args()
+    runs = {os.path.basename(os.path.normpath(r)): (r, load_metrics(r)) for r in args.runs}
+    figures = plot({name: m for name, (_, m) in runs.items()}, args.out)
+    lines = ["# kdcl run report", "", "| run | model | loss | epochs | val accuracy % | "
+             "agreement with teacher % | val loss | train loss | time s |", "|" + "---|" * 9]
+    for name, (run_dir, (_, epochs)) in runs.items():
+        m = final_metrics(run_dir, epochs)
+        lines.append(f"| {name} | {m['model']} | {m['loss']} | {m['epochs']} | "
+                     f"{fmt(m['accuracy'], 100)} | {fmt(m['agreement'], 100)} | "
+                     f"{fmt(m['val_loss'], 1, 4)} | {fmt(m['train_loss'], 1, 4)} | "
+                     f"{fmt(m['time'], 1, 1)} |")
+    lines.append("")
+    for path in figures:
+        lines += [f"![{os.path.basename(path)}]({os.path.basename(path)})", ""]
+    report = os.path.join(args.out, "report.md")
+    with open(report, "w") as f:
+        f.write("\n".join(lines))
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
