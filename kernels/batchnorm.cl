@@ -111,13 +111,15 @@ float kd_bn_sum_sq(__global const float *p, uint len, float m) {
  * passes over the segment (the second from cache), combined with Chan et al.'s pairwise
  * merge in a fixed order (per work-item, then the group tree). Deviations are always taken
  * from a nearby mean, so a large mean costs no accuracy. A second read of x writes y. y may
- * alias x (each value is read and written by the same work-item after the statistics). */
+ * alias x (each value is read and written by the same work-item after the statistics).
+ * act != KD_ACT_NONE: y = act(that value), the activation after the layer in the same pass
+ * (the bits of the activation kernel run on the output). */
 __kernel KD_REQD_WG_BN void kd_batchnorm_forward_train(
     __global float *y, uint y_off, __global const float *x, uint x_off,
     __global const float *gamma, uint g_off, __global const float *beta, uint b_off,
     __global float *running_mean, uint rm_off, __global float *running_var, uint rv_off,
     __global float *save_mean, uint sm_off, __global float *save_invstd, uint si_off, uint n,
-    uint C, uint S, uint L, float momentum, float eps) {
+    uint C, uint S, uint L, float momentum, float eps, int act) {
   __local float4 scratch[KD_BN_WG];
   uint c = get_group_id(0);
   if (c >= C) return; /* whole group leaves together */
@@ -139,8 +141,9 @@ __kernel KD_REQD_WG_BN void kd_batchnorm_forward_train(
     __global const float *p = xc + w.q;
     __global float *o = y + y_off + w.q;
     uint t = 0;
-    for (; t + 4 <= w.len; t += 4) vstore4((vload4(0, p + t) - mean) * scale + shift, 0, o + t);
-    for (; t < w.len; t++) o[t] = (p[t] - mean) * scale + shift;
+    for (; t + 4 <= w.len; t += 4)
+      vstore4(kd_act4(act, (vload4(0, p + t) - mean) * scale + shift), 0, o + t);
+    for (; t < w.len; t++) o[t] = kd_act(act, (p[t] - mean) * scale + shift);
   }
 
   if (get_local_id(0) == 0) {
@@ -153,13 +156,13 @@ __kernel KD_REQD_WG_BN void kd_batchnorm_forward_train(
 }
 
 /* Evaluation-mode forward for channel c = group id, over the same segments as the training
- * forward: y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c]. y may
- * alias x. */
+ * forward: y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c], then
+ * act() as in the training forward. y may alias x. */
 __kernel KD_REQD_WG_BN void kd_batchnorm_forward_eval(
     __global float *y, uint y_off, __global const float *x, uint x_off,
     __global const float *gamma, uint g_off, __global const float *beta, uint b_off,
     __global const float *running_mean, uint rm_off, __global const float *running_var,
-    uint rv_off, uint n, uint C, uint S, uint L, float eps) {
+    uint rv_off, uint n, uint C, uint S, uint L, float eps, int act) {
   uint c = get_group_id(0);
   if (c >= C) return;
   uint U = (S + L - 1) / L;
@@ -170,8 +173,9 @@ __kernel KD_REQD_WG_BN void kd_batchnorm_forward_eval(
     __global const float *p = x + x_off + w.q;
     __global float *o = y + y_off + w.q;
     uint t = 0;
-    for (; t + 4 <= w.len; t += 4) vstore4((vload4(0, p + t) - mean) * scale + shift, 0, o + t);
-    for (; t < w.len; t++) o[t] = (p[t] - mean) * scale + shift;
+    for (; t + 4 <= w.len; t += 4)
+      vstore4(kd_act4(act, (vload4(0, p + t) - mean) * scale + shift), 0, o + t);
+    for (; t < w.len; t++) o[t] = kd_act(act, (p[t] - mean) * scale + shift);
   }
 }
 
@@ -181,33 +185,46 @@ __kernel KD_REQD_WG_BN void kd_batchnorm_forward_eval(
  *   dgamma[c] = sum dy * xhat
  *   dx = gamma[c] * invstd * (dy - dbeta[c]/N - xhat * dgamma[c]/N)      (when want_dx)
  * Same segments as the forward. dx may alias dy (all of dy is summed before any dx is
- * written, and each value is then read and written by the same work-item). */
+ * written, and each value is then read and written by the same work-item). act !=
+ * KD_ACT_NONE: dy is the gradient of the activation after the layer, taken through it on the
+ * fly from that activation's saved tensor sv (its output when sv_is_output), so the
+ * activation's backward pass is not run (the bits of that kernel's output used as dy). */
 __kernel KD_REQD_WG_BN void kd_batchnorm_backward(
     __global float *dx, uint dx_off, int want_dx, __global float *dgamma, uint dg_off,
     __global float *dbeta, uint db_off, __global const float *dy, uint dy_off,
     __global const float *x, uint x_off, __global const float *gamma, uint g_off,
     __global const float *save_mean, uint sm_off, __global const float *save_invstd,
-    uint si_off, uint n, uint C, uint S, uint L) {
+    uint si_off, uint n, uint C, uint S, uint L, int act, __global const float *sv, uint sv_off,
+    int sv_is_output) {
   __local float4 scratch[KD_BN_WG];
   uint c = get_group_id(0);
   if (c >= C) return;
   uint U = (S + L - 1) / L;
   float N = (float)(n * S);
   float mean = save_mean[sm_off + c], invstd = save_invstd[si_off + c];
-  __global const float *xc = x + x_off, *gc = dy + dy_off;
+  __global const float *xc = x + x_off, *gc = dy + dy_off, *sc = sv + sv_off;
+  /* dy, or dy taken through the activation after the layer (its saved tensor sc) */
+#define KD_BN_DY4(t) \
+  (act == KD_ACT_NONE ? vload4(0, pg + (t)) \
+                      : kd_act_grad4(act, vload4(0, pg + (t)), vload4(0, ps + (t)), sv_is_output))
+#define KD_BN_DY1(t) \
+  (act == KD_ACT_NONE ? pg[t] : kd_act_grad(act, pg[t], ps[t], sv_is_output))
 
   float2 acc = (float2)(0.0f);
   KD_BN_FOR_SEGMENTS(w) {
-    __global const float *px = xc + w.q, *pg = gc + w.q;
+    __global const float *px = xc + w.q, *pg = gc + w.q, *ps = sc + w.q;
     float4 a = (float4)(0.0f), b = (float4)(0.0f);
     uint t = 0;
     for (; t + 4 <= w.len; t += 4) {
-      float4 g = vload4(0, pg + t);
+      float4 g = KD_BN_DY4(t);
       a += g;
       b += g * (vload4(0, px + t) - mean);
     }
     float2 s = (float2)((a.x + a.y) + (a.z + a.w), (b.x + b.y) + (b.z + b.w));
-    for (; t < w.len; t++) s += (float2)(pg[t], pg[t] * (px[t] - mean));
+    for (; t < w.len; t++) {
+      float g = KD_BN_DY1(t);
+      s += (float2)(g, g * (px[t] - mean));
+    }
     acc += s;
   }
   float2 sums = kd_bn_group_sum4((float4)(acc, 0.0f, 0.0f), scratch).xy;
@@ -219,13 +236,15 @@ __kernel KD_REQD_WG_BN void kd_batchnorm_backward(
   if (!want_dx) return;
   float k = gamma[g_off + c] * invstd, mdb = db / N, mdg = dg / N;
   KD_BN_FOR_SEGMENTS(w) {
-    __global const float *px = xc + w.q, *pg = gc + w.q;
+    __global const float *px = xc + w.q, *pg = gc + w.q, *ps = sc + w.q;
     __global float *o = dx + dx_off + w.q;
     uint t = 0;
     for (; t + 4 <= w.len; t += 4) {
       float4 xhat = (vload4(0, px + t) - mean) * invstd;
-      vstore4(k * (vload4(0, pg + t) - mdb - xhat * mdg), 0, o + t);
+      vstore4(k * (KD_BN_DY4(t) - mdb - xhat * mdg), 0, o + t);
     }
-    for (; t < w.len; t++) o[t] = k * (pg[t] - mdb - (px[t] - mean) * invstd * mdg);
+    for (; t < w.len; t++) o[t] = k * (KD_BN_DY1(t) - mdb - (px[t] - mean) * invstd * mdg);
   }
+#undef KD_BN_DY4
+#undef KD_BN_DY1
 }

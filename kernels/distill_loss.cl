@@ -4,7 +4,8 @@
  * the row is a strided loop of the group over C, reductions are fixed trees in local memory
  * (KD_WG float4s: kd_group_sum4 / kd_group_max4 in kernels/common.h), so the same inputs give
  * the same bits. Two kernels, one per teacher kind (dense logits, top-k log-probabilities); the
- * loss is an argument.
+ * loss is an argument. On CPUs, narrow dense rows run 16 to a work-item instead, one per vector
+ * lane (kd_distill_dense_forward_backward_rows, below).
  *
  * Numerics: everything is done on log-softmax values ls = log s, lt = log t, which are finite
  * for finite logits; probabilities are exp() of those and may underflow to 0, which is harmless
@@ -97,38 +98,20 @@ void kd_dl_weights(int loss, float beta, float skew, float *w, float *lw0, float
   *lw1 = log1p(-*w);
 }
 
-/* Dense teacher. Rows [B, C] of student logits, teacher logits (same shape), int32 labels [B]:
- *   ce_rows[r]  = logsumexp(z_r) - z_r[y_r]                         (T = 1)
- *   kd_rows[r]  = the distillation term of `loss` (0 for ce)
- *   dlogits[r,:] = grad_scale * d/dz [alpha * ce + (1 - alpha) * kd] (when want_grad)
- * The host passes alpha = 1 for ce. A label outside [0, C) gives NaN in ce_rows[r] and in row r
- * of dlogits. dlogits may alias logits (each class is read before it is written, by the same
- * work-item); teacher is not read for ce. */
-__kernel KD_REQD_WG_1D void kd_distill_dense_forward_backward(
-    __global float *ce_rows, uint ce_off, __global float *kd_rows, uint kd_off,
-    __global float *dlogits, uint dl_off, int want_grad, __global const float *logits, uint z_off,
-    __global const int *labels, uint lab_off, __global const float *teacher, uint t_off, uint B,
-    uint C, int loss, float T, float alpha, float beta, float skew, float grad_scale) {
-  __local float4 scratch[KD_WG];
-  uint row = get_group_id(0), lid = get_local_id(0);
-  if (row >= B) return; /* whole group leaves together */
-  __global const float *z = logits + z_off + row * C;
-  __global const float *zt = teacher + t_off + row * C;
-  int has_t = loss != KD_DL_CE;
-
+/* The passes over one lane of a dense-teacher row (classes lid, lid + KD_WG, ...): work-item
+ * lid of the row's group runs lane lid, and kd_group_*4 combines the lanes. */
+float4 kd_dl_lane_max(__global const float *z, __global const float *zt, int has_t, uint C,
+                      uint lid) {
   float mz = -INFINITY, mt = -INFINITY;
   for (uint j = lid; j < C; j += KD_WG) {
     mz = fmax(mz, z[j]);
     if (has_t) mt = fmax(mt, zt[j]);
   }
-  float4 r = kd_group_max4((float4)(mz, mt, 0.0f, 0.0f), scratch);
-  mz = r.x;
-  mt = r.y;
-  /* Read before the next barrier: when dlogits aliases logits, z is overwritten below. */
-  int y = labels[lab_off + row];
-  int valid = y >= 0 && (uint)y < C;
-  float zy = (lid == 0 && valid) ? z[y] : 0.0f;
+  return (float4)(mz, mt, 0.0f, 0.0f);
+}
 
+float4 kd_dl_lane_sums(__global const float *z, __global const float *zt, int has_t, uint C,
+                       uint lid, float mz, float mt, float T) {
   float s1 = 0.0f, sT = 0.0f, st = 0.0f;
   for (uint j = lid; j < C; j += KD_WG) {
     float d = z[j] - mz;
@@ -136,43 +119,238 @@ __kernel KD_REQD_WG_1D void kd_distill_dense_forward_backward(
     sT += exp(d / T);
     if (has_t) st += exp((zt[j] - mt) / T);
   }
-  r = kd_group_sum4((float4)(s1, sT, st, 0.0f), scratch);
-  s1 = r.x;
-  float lsT = log(r.y), lst = log(r.z);
+  return (float4)(s1, sT, st, 0.0f);
+}
 
-  float w, lw0, lw1;
-  kd_dl_weights(loss, beta, skew, &w, &lw0, &lw1);
+/* The row's scalars after the first two passes. */
+typedef struct kd_dl_row {
+  int loss, has_t;
+  float mz, mt, T, lsT, lst, w, lw0, lw1;
+} kd_dl_row;
+
+float4 kd_dl_lane_terms(__global const float *z, __global const float *zt, uint C, uint lid,
+                        const kd_dl_row *q) {
   float V = 0.0f, H = 0.0f;
-  if (has_t)
+  if (q->has_t)
     for (uint j = lid; j < C; j += KD_WG) {
       float zj = z[j], ztj = zt[j], v, h;
-      kd_dl_terms(loss, (zj - mz) / T - lsT, (ztj - mt) / T - lst, zj, ztj, w, lw0, lw1, &v, &h);
+      kd_dl_terms(q->loss, (zj - q->mz) / q->T - q->lsT, (ztj - q->mt) / q->T - q->lst, zj, ztj,
+                  q->w, q->lw0, q->lw1, &v, &h);
       V += v;
       H += h;
     }
-  r = kd_group_sum4((float4)(V, H, 0.0f, 0.0f), scratch);
-  V = r.x;
-  H = r.y;
+  return (float4)(V, H, 0.0f, 0.0f);
+}
+
+void kd_dl_lane_grad(__global float *d, __global const float *z, __global const float *zt,
+                     uint C, uint lid, const kd_dl_row *q, float s1, float H, int y, int valid,
+                     float alpha, float grad_scale) {
+  float ca = grad_scale * alpha, cb = grad_scale * (1.0f - alpha);
+  float inv = ca / s1, hot = valid ? ca : NAN;
+  for (uint j = lid; j < C; j += KD_WG) {
+    float zj = z[j];
+    float g = exp(zj - q->mz) * inv; /* the same expression as kd_softmax_ce_forward_backward */
+    g = ((int)j == y || !valid) ? g - hot : g;
+    if (q->has_t) {
+      float ztj = zt[j], ls = (zj - q->mz) / q->T - q->lsT, v, h;
+      kd_dl_terms(q->loss, ls, (ztj - q->mt) / q->T - q->lst, zj, ztj, q->w, q->lw0, q->lw1, &v,
+                  &h);
+      g += cb * kd_dl_grad(q->loss, ls, zj, ztj, h, H, q->T, C);
+    }
+    d[j] = g;
+  }
+}
+
+/* Dense teacher. Rows [B, C] of student logits, teacher logits (same shape), int32 labels [B]:
+ *   ce_rows[r]  = logsumexp(z_r) - z_r[y_r]                         (T = 1)
+ *   kd_rows[r]  = the distillation term of `loss` (0 for ce)
+ *   dlogits[r,:] = grad_scale * d/dz [alpha * ce + (1 - alpha) * kd] (when want_grad)
+ * The host passes alpha = 1 for ce. A label outside [0, C) gives NaN in ce_rows[r] and in row r
+ * of dlogits. dlogits may alias logits (each class is read before it is written, by the same
+ * work-item); teacher is not read for ce. One work-group per row. */
+#define KD_DL_DENSE_ARGS                                                                        \
+  __global float *ce_rows, uint ce_off, __global float *kd_rows, uint kd_off,                   \
+      __global float *dlogits, uint dl_off, int want_grad, __global const float *logits,        \
+      uint z_off, __global const int *labels, uint lab_off, __global const float *teacher,      \
+      uint t_off, uint B, uint C, int loss, float T, float alpha, float beta, float skew,        \
+      float grad_scale
+
+__kernel KD_REQD_WG_1D void kd_distill_dense_forward_backward(KD_DL_DENSE_ARGS) {
+  __local float4 scratch[KD_WG];
+  uint row = get_group_id(0), lid = get_local_id(0);
+  if (row >= B) return; /* whole group leaves together */
+  __global const float *z = logits + z_off + row * C;
+  __global const float *zt = teacher + t_off + row * C;
+  kd_dl_row q;
+  q.loss = loss;
+  q.has_t = loss != KD_DL_CE;
+  q.T = T;
+
+  float4 r = kd_group_max4(kd_dl_lane_max(z, zt, q.has_t, C, lid), scratch);
+  q.mz = r.x;
+  q.mt = r.y;
+  /* Read before the next barrier: when dlogits aliases logits, z is overwritten below. */
+  int y = labels[lab_off + row];
+  int valid = y >= 0 && (uint)y < C;
+  float zy = (lid == 0 && valid) ? z[y] : 0.0f;
+
+  r = kd_group_sum4(kd_dl_lane_sums(z, zt, q.has_t, C, lid, q.mz, q.mt, T), scratch);
+  float s1 = r.x;
+  q.lsT = log(r.y);
+  q.lst = log(r.z);
+  kd_dl_weights(loss, beta, skew, &q.w, &q.lw0, &q.lw1);
+  r = kd_group_sum4(kd_dl_lane_terms(z, zt, C, lid, &q), scratch);
+  float V = r.x, H = r.y;
   if (isnan(V) || isnan(H)) V = H = NAN; /* NaN teacher data: value and gradient row NaN */
 
   if (lid == 0) { /* log(s) - (z_y - m): no cancellation against a large m */
-    ce_rows[ce_off + row] = valid ? log(s1) - (zy - mz) : NAN;
+    ce_rows[ce_off + row] = valid ? log(s1) - (zy - q.mz) : NAN;
     kd_rows[kd_off + row] = kd_dl_value(loss, V, T, C);
+  }
+  if (want_grad)
+    kd_dl_lane_grad(dlogits + dl_off + row * C, z, zt, C, lid, &q, s1, H, y, valid, alpha,
+                    grad_scale);
+}
+
+/* ---- Narrow dense rows on CPUs: 16 rows per work-item, one per lane of a float16 ----
+ * The same formulas as the scalar functions above, lane-wise; sums over the classes run in order
+ * rather than the work-group kernel's tree, so results agree with it to float rounding (the
+ * vector exp and log may also differ from the scalar ones in the last bit). Deterministic.
+ * kd_rows_load / kd_rows_store and KD_ROWS_* are in kernels/loss.cl. */
+float16 kd_dl_plog16(float16 p, float16 la, float16 lb) {
+  return select(p * (la - lb), (float16)(0.0f), p == 0.0f);
+}
+
+float16 kd_dl_logmix16(float lw0, float lw1, float16 la, float16 lb) {
+  float16 x = lw0 + la, y = lw1 + lb;
+  float16 hi = fmax(x, y), lo = fmin(x, y);
+  return hi + log1p(exp(lo - hi));
+}
+
+void kd_dl_terms16(int loss, float16 ls, float16 lt, float16 zs, float16 zt, float w, float lw0,
+                   float lw1, float16 *v, float16 *h) {
+  float16 s = exp(ls), t = exp(lt);
+  switch (loss) {
+  case KD_DL_KD:
+    *v = kd_dl_plog16(t, lt, ls);
+    *h = -t;
+    break;
+  case KD_DL_RKL:
+    *v = kd_dl_plog16(s, ls, lt);
+    *h = select(s * ((ls - lt) + 1.0f), (float16)(0.0f), s == 0.0f);
+    break;
+  case KD_DL_JSD: {
+    float16 lm = kd_dl_logmix16(lw0, lw1, lt, ls);
+    float16 b = kd_dl_plog16(s, ls, lm);
+    *v = w * kd_dl_plog16(t, lt, lm) + (1.0f - w) * b;
+    *h = (1.0f - w) * b;
+    break;
+  }
+  case KD_DL_SKL: {
+    float16 lm = kd_dl_logmix16(lw0, lw1, lt, ls);
+    *v = kd_dl_plog16(t, lt, lm);
+    *h = -(1.0f - w) * exp((ls - lm) + lt);
+    break;
+  }
+  case KD_DL_TVD:
+    *v = 0.5f * fabs(t - s);
+    *h = select(select((float16)(0.0f), -0.5f * s, s < t), 0.5f * s, s > t);
+    break;
+  case KD_DL_MSE:
+    *v = (zs - zt) * (zs - zt);
+    *h = (float16)(0.0f);
+    break;
+  default:
+    *v = (float16)(0.0f);
+    *h = (float16)(0.0f);
+  }
+}
+
+float16 kd_dl_grad16(int loss, float16 ls, float16 zs, float16 zt, float16 h, float16 H, float T,
+                     uint C) {
+  if (loss == KD_DL_MSE) return select(2.0f * (zs - zt) / (float)C, (float16)(NAN), isnan(H));
+  return T * (h - exp(ls) * H);
+}
+
+float16 kd_dl_value16(int loss, float16 V, float T, uint C) {
+  if (loss == KD_DL_CE) return (float16)(0.0f);
+  if (loss == KD_DL_MSE) return V / (float)C;
+  return T * T * V;
+}
+
+__kernel KD_REQD_WG_ROWS void kd_distill_dense_forward_backward_rows(KD_DL_DENSE_ARGS) {
+  const uint r0 = get_global_id(0) * KD_ROWS_V;
+  if (r0 >= B) return;
+  const uint n = min((uint)KD_ROWS_V, B - r0); /* rows of this work-item; the rest repeat row B-1 */
+  const int has_t = loss != KD_DL_CE;
+  uint zo[KD_ROWS_V], to[KD_ROWS_V], dlo[KD_ROWS_V];
+  int yv[KD_ROWS_V];
+  float zyv[KD_ROWS_V];
+  for (uint l = 0; l < KD_ROWS_V; l++) {
+    uint row = min(r0 + l, B - 1);
+    zo[l] = z_off + row * C;
+    to[l] = t_off + row * C;
+    dlo[l] = dl_off + row * C;
+    yv[l] = labels[lab_off + row];
+  }
+  int16 y = vload16(0, yv);
+  int16 valid = (y >= 0) & (y < (int)C);
+
+  float16 mz = (float16)(-INFINITY), mt = (float16)(-INFINITY);
+  for (uint j = 0; j < C; j++) {
+    mz = fmax(mz, kd_rows_load(logits, zo, j));
+    if (has_t) mt = fmax(mt, kd_rows_load(teacher, to, j));
+  }
+  /* Read before any write: when dlogits aliases logits, z is overwritten below. */
+  for (uint l = 0; l < KD_ROWS_V; l++)
+    zyv[l] = yv[l] >= 0 && (uint)yv[l] < C ? logits[zo[l] + (uint)yv[l]] : 0.0f;
+  float16 zy = vload16(0, zyv);
+
+  float16 s1 = (float16)(0.0f), sT = (float16)(0.0f), st = (float16)(0.0f);
+  for (uint j = 0; j < C; j++) {
+    float16 d = kd_rows_load(logits, zo, j) - mz;
+    s1 += exp(d); /* NaN logits reach the sums here */
+    sT += exp(d / T);
+    if (has_t) st += exp((kd_rows_load(teacher, to, j) - mt) / T);
+  }
+  float16 lsT = log(sT), lst = log(st);
+
+  float w, lw0, lw1;
+  kd_dl_weights(loss, beta, skew, &w, &lw0, &lw1);
+  float16 V = (float16)(0.0f), H = (float16)(0.0f);
+  if (has_t)
+    for (uint j = 0; j < C; j++) {
+      float16 zj = kd_rows_load(logits, zo, j), ztj = kd_rows_load(teacher, to, j), v, h;
+      kd_dl_terms16(loss, (zj - mz) / T - lsT, (ztj - mt) / T - lst, zj, ztj, w, lw0, lw1, &v, &h);
+      V += v;
+      H += h;
+    }
+  int16 bad = isnan(V) | isnan(H); /* NaN teacher data: value and gradient row NaN */
+  V = select(V, (float16)(NAN), bad);
+  H = select(H, (float16)(NAN), bad);
+
+  float16 ce = select((float16)(NAN), log(s1) - (zy - mz), valid);
+  float16 kdv = kd_dl_value16(loss, V, T, C);
+  float ct[KD_ROWS_V], kt[KD_ROWS_V];
+  vstore16(ce, 0, ct);
+  vstore16(kdv, 0, kt);
+  for (uint l = 0; l < n; l++) {
+    ce_rows[ce_off + r0 + l] = ct[l];
+    kd_rows[kd_off + r0 + l] = kt[l];
   }
   if (want_grad) {
     float ca = grad_scale * alpha, cb = grad_scale * (1.0f - alpha);
-    float inv = ca / s1, hot = valid ? ca : NAN;
-    __global float *d = dlogits + dl_off + row * C;
-    for (uint j = lid; j < C; j += KD_WG) {
-      float zj = z[j];
-      float g = exp(zj - mz) * inv; /* the same expression as kd_softmax_ce_forward_backward */
-      g = ((int)j == y || !valid) ? g - hot : g;
+    float16 inv = ca / s1, hot = select((float16)(NAN), (float16)(ca), valid);
+    for (uint j = 0; j < C; j++) {
+      float16 zj = kd_rows_load(logits, zo, j);
+      float16 g = exp(zj - mz) * inv;
+      g = select(g, g - hot, (y == (int)j) | ~valid);
       if (has_t) {
-        float ztj = zt[j], ls = (zj - mz) / T - lsT, v, h;
-        kd_dl_terms(loss, ls, (ztj - mt) / T - lst, zj, ztj, w, lw0, lw1, &v, &h);
-        g += cb * kd_dl_grad(loss, ls, zj, ztj, h, H, T, C);
+        float16 ztj = kd_rows_load(teacher, to, j), ls = (zj - mz) / T - lsT, v, h;
+        kd_dl_terms16(loss, ls, (ztj - mt) / T - lst, zj, ztj, w, lw0, lw1, &v, &h);
+        g += cb * kd_dl_grad16(loss, ls, zj, ztj, h, H, T, C);
       }
-      d[j] = g;
+      kd_rows_store(dlogits, dlo, j, g, n);
     }
   }
 }

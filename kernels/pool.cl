@@ -68,6 +68,42 @@ __kernel KD_REQD_WG_1D void kd_maxpool2d_forward(__global float *y, uint y_off,
   }
 }
 
+/* kd_maxpool2d_forward for size 2, stride 2, no padding (the common case): each window's four
+ * elements compared in straight-line code, in the same row-major order with the same rule, so
+ * the same results; 2.6x faster under PoCL than the general loops over clipped windows (a
+ * twin for the backward pass measured slower than the general one, so there is none). */
+__kernel KD_REQD_WG_1D void kd_maxpool2d_forward_2x2(__global float *y, uint y_off,
+                                                     __global int *argmax, uint am_off,
+                                                     __global const float *x, uint x_off,
+                                                     uint planes, uint H, uint W, uint OH,
+                                                     uint OW) {
+  uint ro = get_global_id(0);
+  if (ro >= planes * OH) return;
+  uint p = ro / OH, oh = ro - p * OH;
+  int r0 = (int)(2 * oh * W); /* index of the window row's first element in the plane */
+  __global const float *x0 = x + x_off + p * H * W + (uint)r0, *x1 = x0 + W;
+  __global float *yr = y + y_off + ro * OW;
+  __global int *ar = argmax + am_off + ro * OW;
+  for (uint ow = 0; ow < OW; ow++) {
+    uint w = 2 * ow;
+    /* the first element always wins against the initial -inf (or ties it at -inf) */
+    float best = x0[w], v;
+    int bi = r0 + (int)w;
+#define KD_POOL_TAKE(val, idx)    \
+  v = (val);                      \
+  if (v > best || isnan(v)) {     \
+    best = v;                     \
+    bi = (idx);                   \
+  }
+    KD_POOL_TAKE(x0[w + 1], r0 + (int)w + 1)
+    KD_POOL_TAKE(x1[w], r0 + (int)(W + w))
+    KD_POOL_TAKE(x1[w + 1], r0 + (int)(W + w) + 1)
+#undef KD_POOL_TAKE
+    yr[ow] = best;
+    ar[ow] = bi;
+  }
+}
+
 /* dx[p, h, w] = sum of dy[p, oh, ow] over the windows containing (h, w) whose argmax is
  * h*W + w (overwrites). One work-item per input row (p, h): it zeroes its row, then walks the
  * windows that overlap the row in row-major order and adds each one's dy where its argmax

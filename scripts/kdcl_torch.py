@@ -6,11 +6,23 @@ layers, so its state_dict keys are exactly a kdcl checkpoint's /model names.
 
     from kdcl_torch import load_checkpoint
     model = load_checkpoint("ckpt.h5")   # eval mode, weights loaded
+
+As a command:
+
+    kdcl_torch.py CKPT.h5                               prints the PyTorch twin
+    kdcl_torch.py CKPT.h5 --check DATA.h5 [--kdcl PATH] runs `kdcl predict` and the twin over
+        DATA.h5, prints the largest |difference| of their logits, exits 1 above --tol (1e-4)
 """
+import argparse
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 
 import h5py
+import numpy as np
 import torch
 from torch import nn
 
@@ -114,7 +126,14 @@ def build_layers(shape, layer_specs):
 
 
 def read_spec(path):
+    """The model spec (a dict) of a kdcl checkpoint; clear errors for other files."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path}: not an HDF5 file (a kdcl checkpoint is needed)")
     with h5py.File(path, "r") as f:
+        if not isinstance(f.get("meta/model_config"), h5py.Dataset) or "model" not in f:
+            raise ValueError(f"{path}: no /meta/model_config and /model (not a kdcl checkpoint)")
         text = f["meta/model_config"][()]
     return json.loads(text.decode() if isinstance(text, bytes) else text)
 
@@ -143,7 +162,96 @@ def dataset_inputs(path):
     return (data * scale - mean) / std
 
 
+def iter_inputs(path, batch=4096):
+    """dataset_inputs in slices of `batch` rows: (start, float32 tensor [rows, ...])."""
+    with h5py.File(path, "r") as f:
+        x = f["inputs/x"]
+        scale = float(x.attrs.get("scale", 1.0))
+        mean = float(x.attrs.get("mean", 0.0))
+        std = float(x.attrs.get("std", 1.0))
+        for start in range(0, x.shape[0], batch):
+            data = torch.from_numpy(x[start:start + batch].astype("float32"))
+            yield start, (data * scale - mean) / std
+
+
+def torch_logits(model, path, batch=4096):
+    """A model's logits over every row of a kdcl dataset: float32 numpy [N, C]."""
+    parts = []
+    with torch.no_grad():
+        for _, x in iter_inputs(path, batch):
+            parts.append(model(x).float().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def find_kdcl(path=None):
+    """The kdcl binary: `path`, else $KDCL, else build/kdcl beside scripts/, else kdcl on PATH."""
+    def runnable(p):
+        return os.path.isfile(p) and os.access(p, os.X_OK)
+
+    explicit = path or os.environ.get("KDCL")
+    if explicit:
+        if not runnable(explicit):
+            raise FileNotFoundError(f"{explicit}: not an executable kdcl binary")
+        return explicit
+    local = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "kdcl")
+    if runnable(local):
+        return os.path.normpath(local)
+    found = shutil.which("kdcl")
+    if not found:
+        raise FileNotFoundError("kdcl binary not found: build it (scripts/build.sh) or pass --kdcl")
+    return found
+
+
+def kdcl_predict(checkpoint, data, kdcl=None):
+    """`kdcl predict`'s logits for a checkpoint over a dataset: float32 numpy [N, C]. Raises
+    RuntimeError with kdcl's error line when it fails."""
+    binary = find_kdcl(kdcl)
+    with tempfile.TemporaryDirectory(prefix="kdcl-check-") as tmp:
+        out = os.path.join(tmp, "logits.h5")
+        p = subprocess.run([binary, "predict", "--checkpoint", checkpoint, "--data", data,
+                            "--out", out], capture_output=True, text=True)
+        if p.returncode != 0:
+            msg = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
+            raise RuntimeError("kdcl predict: " + msg.removeprefix("kdcl: error: "))
+        with h5py.File(out, "r") as f:
+            return f["logits"][...]
+
+
+def max_abs_diff(a, b):
+    """The largest |a - b| over two logit arrays of one shape (ValueError when they differ)."""
+    if a.shape != b.shape:
+        raise ValueError(f"logits of shape {list(a.shape)} and {list(b.shape)} cannot be compared")
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+
+
+def _main(argv):
+    ap = argparse.ArgumentParser(
+        prog="kdcl_torch.py",
+        description="Print the PyTorch twin of a kdcl checkpoint, or check that it reproduces "
+                    "`kdcl predict`.")
+    ap.add_argument("checkpoint", help="kdcl checkpoint (CKPT.h5)")
+    ap.add_argument("--check", metavar="DATA.h5",
+                    help="compare the twin's logits with kdcl predict's over this dataset")
+    ap.add_argument("--kdcl", metavar="PATH", help="kdcl binary (default: $KDCL, build/kdcl, PATH)")
+    ap.add_argument("--tol", type=float, default=1e-4,
+                    help="largest |difference| accepted (default 1e-4)")
+    args = ap.parse_args(argv)
+    try:
+        model = load_checkpoint(args.checkpoint)
+        if not args.check:
+            print(model)
+            return 0
+        ours = kdcl_predict(args.checkpoint, args.check, args.kdcl)
+        ref = torch_logits(model, args.check)
+        diff = max_abs_diff(ours, ref)
+    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        print(f"kdcl_torch.py: error: {e}", file=sys.stderr)
+        return 1
+    ok = diff <= args.tol
+    print(f"PyTorch vs kdcl predict: max |diff| {diff:.3e} over {ours.shape[0]} rows x "
+          f"{ours.shape[1]} classes ({'ok' if ok else 'FAIL'}: tolerance {args.tol:g})")
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: kdcl_torch.py CKPT.h5   (prints the PyTorch twin)")
-    print(load_checkpoint(sys.argv[1]))
+    sys.exit(_main(sys.argv[1:]))

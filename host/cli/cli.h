@@ -20,9 +20,11 @@ int kd_cmd_distill(int argc, char **argv);
 int kd_cmd_label(int argc, char **argv);
 int kd_cmd_eval(int argc, char **argv);
 int kd_cmd_predict(int argc, char **argv);
+int kd_cmd_export(int argc, char **argv);
 int kd_cmd_import(int argc, char **argv);
 int kd_cmd_devices(int argc, char **argv);
 int kd_cmd_compile_kernels(int argc, char **argv);
 int kd_cmd_inspect(int argc, char **argv);
+int kd_cmd_bench(int argc, char **argv);
 
 #endif

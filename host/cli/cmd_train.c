@@ -35,7 +35,9 @@ static void help(int distill) {
     printf(
         "usage: kdcl train --model SPEC.json --data TRAIN.h5 --out CKPT.h5 [options]\n\n"
         "Trains the network of SPEC.json on TRAIN.h5 (cross-entropy on /labels/y), every step\n"
-        "as OpenCL kernels, and writes an HDF5 checkpoint (after every epoch and at the end).\n\n");
+        "as OpenCL kernels, and writes an HDF5 checkpoint (after every epoch and at the end).\n"
+        "SIGINT or SIGTERM stops it after the current step with a checkpoint (exit 130/143);\n"
+        "a second signal stops it at once.\n\n");
   printf(
       "data and model:\n"
       "  --model SPEC.json        model spec (see models/); optional with --resume\n"
@@ -53,6 +55,8 @@ static void help(int distill) {
       "  --log FILE.jsonl         one JSON object per logged step and per epoch\n"
       "  --log-every N            steps between log records / progress updates (default 50)\n"
       "  --quiet                  no progress or summary lines on stderr\n"
+      "  --no-file-locking        no HDF5 file locks, no lock on --out (NFS and other file\n"
+      "                           systems without locks; or HDF5_USE_FILE_LOCKING=FALSE)\n"
       "  --profile                time every kernel launch (serialises the queue) and print\n"
       "                           each kernel's share of the device time at the end\n"
       "device:\n"
@@ -91,27 +95,33 @@ static int parse_distill_flag(const char *cmd, int c, const char *arg, kd_train_
   switch (c) {
     case OPT_TEACHER: o->teacher_path = arg; break;
     case OPT_LOSS:
+      o->loss_set = 1;
       if (kd_distill_loss_parse(arg, &o->dcfg.loss))
         return kd_cli_usage_error(cmd, "--loss expects kd, rkl, jsd, skl, tvd, mse or ce, got '%s'",
                                   arg);
       break;
     case OPT_TOPK_MISSING:
+      o->topk_missing_set = 1;
       if (kd_topk_missing_parse(arg, &o->dcfg.topk_missing))
         return kd_cli_usage_error(cmd, "--topk-missing expects drop or uniform, got '%s'", arg);
       break;
     case OPT_TEMPERATURE:
+      o->temperature_set = 1;
       if ((rc = kd_flag_positive(cmd, "--temperature", arg, 1e4, &v)) == 0) o->dcfg.temperature = (float)v;
       break;
     case OPT_ALPHA:
+      o->alpha_set = 1;
       if ((rc = kd_flag_double(cmd, "--alpha", arg, 0, 1, &v)) == 0) o->dcfg.alpha = (float)v;
       break;
     case OPT_BETA:
+      o->beta_set = 1;
       rc = kd_flag_double(cmd, "--beta", arg, -1e30, 1e30, &v);
       if (rc == 0 && !(v > 0 && v < 1))
         return kd_cli_usage_error(cmd, "--beta expects a number in (0, 1), got '%s'", arg);
       o->dcfg.beta = (float)v;
       break;
     case OPT_SKEW:
+      o->skew_set = 1;
       rc = kd_flag_double(cmd, "--skew", arg, -1e30, 1e30, &v);
       if (rc == 0 && !(v >= 0 && v < 1))
         return kd_cli_usage_error(cmd, "--skew expects a number in [0, 1), got '%s'", arg);
@@ -208,6 +218,7 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
         o.optim_set = 1;
         break;
       case OPT_SCHEDULE:
+        o.schedule_set = 1;
         if (kd_lr_schedule_parse(optarg, &o.schedule))
           return kd_cli_usage_error(cmd, "--lr-schedule expects constant, step or cosine, got '%s'",
                                     optarg);
@@ -229,12 +240,17 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
         rc = kd_flag_int64(cmd, "--checkpoint-every", optarg, 0, INT64_MAX, &o.checkpoint_every);
         break;
       case OPT_WARMUP:
+        o.warmup_set = 1;
         rc = kd_flag_int64(cmd, "--warmup-steps", optarg, 0, INT64_MAX, &o.warmup_steps);
         break;
       case OPT_STEP_EPOCHS:
+        o.step_epochs_set = 1;
         rc = kd_flag_int64(cmd, "--lr-step-epochs", optarg, 1, 1000000, &o.lr_step_epochs);
         break;
-      case OPT_GAMMA: rc = kd_flag_positive(cmd, "--lr-gamma", optarg, 1.0, &o.lr_gamma); break;
+      case OPT_GAMMA:
+        o.gamma_set = 1;
+        rc = kd_flag_positive(cmd, "--lr-gamma", optarg, 1.0, &o.lr_gamma);
+        break;
       case OPT_LR:
         rc = kd_flag_positive(cmd, "--lr", optarg, 1e6, &lr);
         o.lr_set = 1;
@@ -243,7 +259,10 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
       case OPT_DAMPENING: rc = kd_flag_double(cmd, "--dampening", optarg, 0, 1, &dampening); break;
       case OPT_WD: rc = kd_flag_double(cmd, "--weight-decay", optarg, 0, 1e3, &wd); break;
       case OPT_EPS: rc = kd_flag_positive(cmd, "--eps", optarg, 1, &eps); break;
-      case OPT_CLIP: rc = kd_flag_double(cmd, "--clip-grad-norm", optarg, 0, 1e12, &clip); break;
+      case OPT_CLIP:
+        o.clip_set = 1;
+        rc = kd_flag_double(cmd, "--clip-grad-norm", optarg, 0, 1e12, &clip);
+        break;
       case OPT_BETAS: {
         char b1[64], b2[64], extra;
         if (sscanf(optarg, "%63[^,],%63s%c", b1, b2, &extra) != 2)
@@ -289,11 +308,16 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
   o.optim.clip_grad_norm = (float)clip;
 
   if (distill && o.dcfg.loss == KD_LOSS_CE) o.dcfg.alpha = 1.0f; /* labels only */
+  if (distill && o.loss_set && o.dcfg.loss == KD_LOSS_CE) o.alpha_set = 1;
   kd_error err = {{0}};
   rc = kd_train_run(&o, &err);
   if (rc == KD_DIVERGED) {
     fprintf(stderr, "kdcl: error: %s\n", err.msg);
     return KD_EXIT_DIVERGED;
+  }
+  if (rc > 128) { /* SIGINT/SIGTERM: a checkpoint was written; exit as the signal would */
+    fprintf(stderr, "kdcl: %s\n", err.msg);
+    return rc;
   }
   return rc ? kd_cli_error(&err) : KD_EXIT_OK;
 }

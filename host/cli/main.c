@@ -6,6 +6,7 @@
 #include <hdf5.h>
 
 #include "cli/cli.h"
+#include "data/h5util.h"
 
 typedef struct kd_command {
   const char *name;
@@ -19,12 +20,14 @@ static const kd_command commands[] = {
     {"label", kd_cmd_label, "write a teacher checkpoint's outputs into a dataset's /teacher"},
     {"eval", kd_cmd_eval, "accuracy and loss of a checkpoint on a dataset"},
     {"predict", kd_cmd_predict, "write a checkpoint's logits for a dataset"},
+    {"export", kd_cmd_export, "write a checkpoint's model tensors as safetensors"},
     {"import", kd_cmd_import, "import fashion-mnist, or an API's top-k teacher outputs (teacher-topk)"},
     {"devices", kd_cmd_devices, "list OpenCL devices and whether CLBlast runs on them"},
     {"compile-kernels", kd_cmd_compile_kernels,
      "write the kernel program binary for a device (for --kernels-binary)"},
     {"inspect", kd_cmd_inspect,
      "describe a kdcl HDF5 file (dataset, checkpoint, logits) or any HDF5 file"},
+    {"bench", kd_cmd_bench, "GEMM throughput, or a training step's speed and profile (gemm|step)"},
 };
 
 int kd_cli_error(const kd_error *err) {
@@ -69,6 +72,9 @@ static void usage(FILE *out) {
           KDCL_VERSION);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out,
+          "\nevery command that opens HDF5 files also takes --no-file-locking: for file systems\n"
+          "without locks (NFS); the same as HDF5_USE_FILE_LOCKING=FALSE\n");
 }
 
 int main(int argc, char **argv) {
@@ -84,6 +90,21 @@ int main(int argc, char **argv) {
     print_version();
     return KD_EXIT_OK;
   }
+  /* --no-file-locking belongs to every command that opens HDF5 files: it is taken out of argv
+   * here and sets the one process-wide setting of data/h5util's file access lists. */
+  int kept = 2;
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) {
+      while (i < argc) argv[kept++] = argv[i++];
+      break;
+    }
+    if (!strcmp(argv[i], "--no-file-locking"))
+      kd_h5_set_file_locking(0);
+    else
+      argv[kept++] = argv[i];
+  }
+  argc = kept;
+  argv[argc] = NULL;
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
   fprintf(stderr, "kdcl: error: unknown command '%s' (see 'kdcl --help')\n", argv[1]);

@@ -9,16 +9,112 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 void kd_h5_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+/* ---- File locking ---- */
+
+/* A process-wide setting, like the HDF5_USE_FILE_LOCKING variable it mirrors: the command
+ * line sets it once (--no-file-locking) before any file is opened. */
+static int file_locking = 1;
+
+void kd_h5_set_file_locking(int enabled) { file_locking = enabled != 0; }
+
+int kd_h5_file_locking(void) {
+  const char *env = getenv("HDF5_USE_FILE_LOCKING");
+  if (env && (!strcmp(env, "FALSE") || !strcmp(env, "0"))) return 0;
+  return file_locking;
+}
+
+/* Applies the setting to a file access list; HDF5 locks by default, so only "off" is set. */
+static int apply_file_locking(hid_t fapl) {
+  if (kd_h5_file_locking()) return 0;
+  return H5Pset_file_locking(fapl, 0, 1) < 0 ? -1 : 0;
+}
+
+hid_t kd_h5_fapl_read_create(void) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return fapl;
+  if (apply_file_locking(fapl) < 0) {
+    H5Pclose(fapl);
+    return H5I_INVALID_HID;
+  }
+  return fapl;
+}
+
+/* The lock file's inode must still be the one at lock_path once locked: a process that
+ * finished unlinks the file while holding the lock, and a lock on an unlinked inode guards
+ * nothing. */
+static int same_inode(int fd, const char *path) {
+  struct stat a, b;
+  return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+int kd_output_lock(const char *flag, const char *path, kd_output_lock_t *lock, kd_error *err) {
+  lock->fd = -1;
+  lock->path[0] = '\0';
+  if (!kd_h5_file_locking()) return 0;
+  if (snprintf(lock->path, sizeof lock->path, "%s.lock", path) >= (int)sizeof lock->path)
+    return kd_fail(err, "%s %s: path too long", flag, path);
+  for (int attempt = 0; attempt < 100; attempt++) {
+    int fd = open(lock->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      int e = errno;
+      lock->path[0] = '\0';
+      return kd_fail(err, "%s %s: cannot create files there (%s.lock: %s)", flag, path, path,
+                     strerror(e));
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      char pid[32] = "";
+      ssize_t got = pread(fd, pid, sizeof pid - 1, 0);
+      close(fd);
+      lock->path[0] = '\0';
+      if (e == EWOULDBLOCK) {
+        pid[got > 0 ? got : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        return kd_fail(err,
+                       "%s %s: another process%s%s%s is writing it (%s.lock is locked); two "
+                       "runs must not write one file",
+                       flag, path, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", path);
+      }
+      return kd_fail(err,
+                     "%s %s: cannot lock %s.lock: %s (on NFS and other file systems without "
+                     "locks use --no-file-locking or HDF5_USE_FILE_LOCKING=FALSE)",
+                     flag, path, path, strerror(e));
+    }
+    if (!same_inode(fd, lock->path)) { /* unlinked by its last holder meanwhile: try again */
+      close(fd);
+      continue;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+      /* The pid is only for the message of a refused second process. */
+    }
+    lock->fd = fd;
+    return 0;
+  }
+  lock->path[0] = '\0';
+  return kd_fail(err, "%s %s: cannot lock %s.lock: it keeps being replaced", flag, path, path);
+}
+
+void kd_output_unlock(kd_output_lock_t *lock) {
+  if (lock->fd < 0) return;
+  unlink(lock->path); /* while still holding the lock: see same_inode */
+  close(lock->fd);
+  lock->fd = -1;
+  lock->path[0] = '\0';
+}
+
 /* ---- Error stack ---- */
 
 typedef struct stack_walk {
   char inner[256], outer[256];
-  int not_hdf5, truncated, locked, newer;
+  int not_hdf5, truncated, locked, newer, bad_super;
 } stack_walk;
 
 static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
@@ -29,16 +125,21 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
   if (strstr(d, "file signature not found")) w->not_hdf5 = 1;
   if (strstr(d, "truncated file")) w->truncated = 1;
   if (strstr(d, "unable to lock file")) w->locked = 1;
-  if (strstr(d, "bad object header version") || strstr(d, "bad superblock version") ||
-      strstr(d, "bad version number"))
+  /* Superblock versions 0-3 are all HDF5 has ever written: another one is damage (such as
+   * random bytes after a valid signature), not a newer library. */
+  if (strstr(d, "bad superblock version")) w->bad_super = 1;
+  else if (strstr(d, "bad object header version") || strstr(d, "bad version number"))
     w->newer = 1;
   return 0;
 }
 
-void kd_h5_error_reason(char *buf, size_t cap) {
+/* Writes the reason; returns 1 when it is one of the recognised causes, 0 for HDF5's own
+ * descriptions. */
+static int error_reason(char *buf, size_t cap) {
   stack_walk w;
   memset(&w, 0, sizeof w);
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
+  int known = w.not_hdf5 || w.truncated || w.locked || w.bad_super || w.newer;
   if (w.not_hdf5)
     snprintf(buf, cap, "not an HDF5 file");
   else if (w.truncated)
@@ -47,6 +148,8 @@ void kd_h5_error_reason(char *buf, size_t cap) {
     snprintf(buf, cap,
              "cannot lock the file (another process may be writing it; on NFS and other "
              "file systems without locks set HDF5_USE_FILE_LOCKING=FALSE)");
+  else if (w.bad_super)
+    snprintf(buf, cap, "damaged HDF5 file (the superblock after the signature is unreadable)");
   else if (w.newer)
     snprintf(buf, cap,
              "written in a newer HDF5 format than this libhdf5 reads (%s); from h5py write it "
@@ -59,7 +162,10 @@ void kd_h5_error_reason(char *buf, size_t cap) {
   else
     snprintf(buf, cap, "%s (%s)", w.outer, w.inner);
   H5Eclear2(H5E_DEFAULT);
+  return known;
 }
+
+void kd_h5_error_reason(char *buf, size_t cap) { (void)error_reason(buf, cap); }
 
 int kd_h5_fail(kd_error *err, const char *fmt, ...) {
   char reason[600];
@@ -86,8 +192,18 @@ int kd_h5_open_read(const char *path, hid_t *file, kd_error *err) {
   if (S_ISDIR(st.st_mode)) return kd_fail(err, "%s: is a directory, not an HDF5 file", path);
   if (access(path, R_OK) != 0) return kd_fail(err, "%s: %s", path, strerror(errno));
   if (st.st_size == 0) return kd_fail(err, "%s: empty file, not an HDF5 file", path);
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) return kd_h5_fail(err, "%s", path);
+  hid_t fapl = kd_h5_fapl_read_create();
+  if (fapl < 0) return kd_h5_fail(err, "%s: setting up file access", path);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  if (f < 0) {
+    /* Read the error stack before any other HDF5 call (H5Pclose) clears it. */
+    char reason[600];
+    int known = error_reason(reason, sizeof reason);
+    H5Pclose(fapl);
+    if (known) return kd_fail(err, "%s: %s", path, reason);
+    return kd_fail(err, "%s: damaged or truncated HDF5 file (HDF5: %s)", path, reason);
+  }
+  H5Pclose(fapl);
   *file = f;
   return 0;
 }
@@ -271,7 +387,7 @@ hid_t kd_h5_fapl_create(void) {
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0) return fapl;
   if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
-      H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+      H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || apply_file_locking(fapl) < 0) {
     H5Pclose(fapl);
     return H5I_INVALID_HID;
   }
@@ -729,11 +845,11 @@ int kd_h5_writer_begin(kd_h5_writer *w, const char *path, const char *format, kd
     return -1;
   }
   w->file = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, fapl);
+  char reason[600] = "";
+  if (w->file < 0) kd_h5_error_reason(reason, sizeof reason); /* before H5Pclose clears it */
   H5Pclose(fapl);
   H5Pclose(fcpl);
   if (w->file < 0) {
-    char reason[600];
-    kd_h5_error_reason(reason, sizeof reason);
     /* Name the usual cause plainly instead of HDF5's errno text. */
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
@@ -750,6 +866,16 @@ int kd_h5_writer_begin(kd_h5_writer *w, const char *path, const char *format, kd
       return kd_fail(err, "%s: cannot create: directory %s does not exist", path, dir);
     if (!S_ISDIR(st.st_mode))
       return kd_fail(err, "%s: cannot create: %s is not a directory", path, dir);
+    /* The system's reason, when creating the file at all fails, says it best. */
+    char tmp[4100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd >= 0) {
+      close(fd);
+      unlink(tmp);
+    } else if (errno != EEXIST) {
+      return kd_fail(err, "%s: cannot create %s.tmp: %s", path, path, strerror(errno));
+    }
     return kd_fail(err, "%s: cannot create %s.tmp: %s", path, path, reason);
   }
   int32_t version[2] = {1, 0};

@@ -13,17 +13,43 @@
  * so every thread that calls HDF5 must call this once; repeated calls are harmless). */
 void kd_h5_init(void);
 
+/* ---- File locking ---- */
+
+/* HDF5 locks files it opens (a reader and a writer of one file refuse each other); on file
+ * systems without locks (NFS, some FUSE and container mounts) that fails. Off with the CLI's
+ * --no-file-locking, or with HDF5_USE_FILE_LOCKING=FALSE (or 0) in the environment, which
+ * libhdf5 also reads. The setting applies to every file access list made by this module and
+ * to kd_output_lock. */
+void kd_h5_set_file_locking(int enabled);
+/* 1 unless --no-file-locking or HDF5_USE_FILE_LOCKING=FALSE|0 turned locking off. */
+int kd_h5_file_locking(void);
+
+/* An exclusive lock held by a process for as long as it writes an output file. */
+typedef struct kd_output_lock_t {
+  int fd;
+  char path[4200]; /* PATH.lock */
+} kd_output_lock_t;
+
+/* Takes the lock for writing `path` (given as flag): an flock on PATH.lock, which holds the
+ * holder's pid. A second process asking for it is refused at once ("another process (pid N) is
+ * writing it"), so two runs never interleave their checkpoints. The lock dies with the
+ * process (a stale PATH.lock left by a killed one is reused); kd_output_unlock removes the
+ * file. With locking off, nothing is locked (lock->fd = -1). */
+int kd_output_lock(const char *flag, const char *path, kd_output_lock_t *lock, kd_error *err);
+void kd_output_unlock(kd_output_lock_t *lock);
+
 /* Formats "<fmt...>: <reason>", where reason comes from HDF5's current error stack of this
  * thread: "not an HDF5 file", "truncated HDF5 file (partial copy or crash?)", a file-locking
- * hint naming HDF5_USE_FILE_LOCKING=FALSE, "written by a newer HDF5 ...", or else HDF5's own
- * outermost and innermost descriptions. Returns -1 (so `return kd_h5_fail(...)`). */
+ * hint naming HDF5_USE_FILE_LOCKING=FALSE, "damaged HDF5 file (...superblock...)", "written by
+ * a newer HDF5 ...", or else HDF5's own outermost and innermost descriptions. Returns -1 (so `return kd_h5_fail(...)`). */
 int kd_h5_fail(kd_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The reason part of kd_h5_fail alone, written into buf (cap bytes). */
 void kd_h5_error_reason(char *buf, size_t cap);
 
-/* Opens an existing file read-only. Errors name the path: "no such file", "is a directory",
- * "not an HDF5 file", "truncated HDF5 file (partial copy or crash?)", locking. */
+/* Opens an existing file read-only (with the file-locking setting). Errors name the path: "no
+ * such file", "is a directory", "not an HDF5 file", "truncated HDF5 file (partial copy or
+ * crash?)", locking, else "damaged or truncated HDF5 file (HDF5: ...)". */
 int kd_h5_open_read(const char *path, hid_t *file, kd_error *err);
 
 /* ---- Objects ---- */
@@ -58,9 +84,13 @@ void kd_h5_format_shape(char *buf, size_t cap, int ndim, const int64_t *dims);
 
 /* A file access list with libver bounds (V18, V18) and a strong close degree (H5Fclose
  * closes every object still open), and an object creation list with obj_track_times off and
- * link creation order tracked (groups list their members in the order they were written).
+ * link creation order tracked (groups list their members in the order they were written),
+ * and the file-locking setting.
  * The caller closes them with H5Pclose; H5I_INVALID_HID on failure. */
 hid_t kd_h5_fapl_create(void);
+/* A plain file access list (library defaults) with only the file-locking setting applied, for
+ * opening existing files. H5I_INVALID_HID on failure. */
+hid_t kd_h5_fapl_read_create(void);
 hid_t kd_h5_gcpl_create(void);
 /* A dataset creation list with obj_track_times off (contiguous unless the caller adds
  * chunking). */

@@ -158,7 +158,7 @@ static hid_t open_rw(const char *path) {
   if (fapl >= 0) H5Pclose(fapl);
   if (f >= 0) return f;
   H5Eclear2(H5E_DEFAULT);
-  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  fapl = kd_h5_fapl_read_create(); /* library bounds; the file-locking setting kept */
   if (fapl < 0) return fapl;
   H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
   f = H5Fopen(path, H5F_ACC_RDWR, fapl);

@@ -51,4 +51,21 @@ int kd_batchnorm_backward(kd_device *dev, kd_ref dx, kd_ref dgamma, kd_ref dbeta
                           kd_ref x, kd_ref gamma, kd_ref save_mean, kd_ref save_invstd,
                           size_t n, size_t C, size_t S, kd_error *err);
 
+/* The same three with the activation after the layer fused in (act a kd_activation other
+ * than gelu, or -1 for none): the forwards write act(y) (and not y), and the backward takes
+ * dy as the activation's output gradient and its output act_y, applying act' on the fly. One
+ * pass instead of two over the layer's output each way; the same bits as the batch-norm and
+ * activation kernels in turn. */
+int kd_batchnorm_forward_train_act(kd_device *dev, kd_ref y, kd_ref x, kd_ref gamma, kd_ref beta,
+                                   kd_ref running_mean, kd_ref running_var, kd_ref save_mean,
+                                   kd_ref save_invstd, size_t n, size_t C, size_t S,
+                                   float momentum, float eps, int act, kd_error *err);
+int kd_batchnorm_forward_eval_act(kd_device *dev, kd_ref y, kd_ref x, kd_ref gamma, kd_ref beta,
+                                  kd_ref running_mean, kd_ref running_var, size_t n, size_t C,
+                                  size_t S, float eps, int act, kd_error *err);
+int kd_batchnorm_backward_act(kd_device *dev, kd_ref dx, kd_ref dgamma, kd_ref dbeta, kd_ref dy,
+                              kd_ref x, kd_ref gamma, kd_ref save_mean, kd_ref save_invstd,
+                              size_t n, size_t C, size_t S, int act, kd_ref act_y,
+                              kd_error *err);
+
 #endif

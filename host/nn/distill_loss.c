@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "nn/loss.h"
+
 static const char *const loss_names[] = {"kd", "rkl", "jsd", "skl", "tvd", "mse", "ce"};
 #define NUM_LOSSES (sizeof loss_names / sizeof loss_names[0])
 
@@ -96,8 +98,13 @@ int kd_distill_forward_backward(kd_device *dev, const kd_distill_config *cfg, kd
   /* Unused buffers still need a valid cl_mem: pass one the kernel will not touch. */
   kd_ref dl = want_grad ? dlogits : kd_at(ce_rows.buf, 0);
   kd_ref tl = has_t ? teacher_logits : kd_at(logits.buf, 0);
-  size_t g = B * KD_WG, l = KD_WG; /* one work-group per row */
-  return KD_RUN(dev, "kd_distill_dense_forward_backward", 1, &g, &l, err, KD_MEM(ce_rows.buf),
+  /* One work-group per row, or 16 narrow rows per work-item on CPUs (host/nn/loss.h). */
+  int rows = kd_loss_rows_path(dev, C);
+  size_t g = rows ? (B + KD_LOSS_ROWS_V - 1) / KD_LOSS_ROWS_V : B * KD_WG;
+  size_t l = rows ? KD_LOSS_ROWS_WG : KD_WG;
+  return KD_RUN(dev,
+                rows ? "kd_distill_dense_forward_backward_rows" : "kd_distill_dense_forward_backward",
+                1, &g, &l, err, KD_MEM(ce_rows.buf),
                 KD_UINT(ce_rows.off), KD_MEM(kd_rows.buf), KD_UINT(kd_rows.off), KD_MEM(dl.buf),
                 KD_UINT(dl.off), KD_INT(want_grad), KD_MEM(logits.buf), KD_UINT(logits.off),
                 KD_MEM(labels.buf), KD_UINT(labels.off), KD_MEM(tl.buf), KD_UINT(tl.off),

@@ -75,7 +75,8 @@ int kd_distill_config_check(const kd_distill_config *c, kd_error *err);
  * teacher_logits.buf may be NULL for loss ce (never read then). dlogits may alias logits (the
  * gradient overwrites them in place); nothing else may overlap an output. A label outside
  * [0, C) gives NaN in ce_rows[i] and in row i of dlogits; NaN inputs give NaN. One work-group
- * per row, one launch; deterministic (same inputs and device: same bits).
+ * per row (16 rows per work-item for narrow rows on CPUs: host/nn/loss.h), one launch;
+ * deterministic (same inputs and device: same bits).
  * Errors: a bad cfg (see kd_distill_config_check), B or C of 0, B*C >= 2^32 or an offset past
  * 2^32 elements, a missing buffer, or the launch failing. */
 int kd_distill_forward_backward(kd_device *dev, const kd_distill_config *cfg, kd_ref ce_rows,

@@ -43,26 +43,61 @@ const char *kd_activation_name(kd_activation act) {
   return (unsigned)act < 4 ? act_names[act] : "?";
 }
 
+static int check_act(const char *op, kd_activation act, kd_error *err) {
+  if ((unsigned)act >= 4) return kd_fail(err, "%s: invalid activation %d", op, (int)act);
+  return 0;
+}
+
 int kd_dense_forward(kd_device *dev, kd_ref y, kd_ref x, kd_ref w, kd_ref b, size_t B, size_t in,
                      size_t out, kd_error *err) {
+  return kd_dense_forward_act(dev, y, kd_at(NULL, 0), x, w, b, B, in, out, -1, err);
+}
+
+int kd_dense_forward_act(kd_device *dev, kd_ref y, kd_ref pre, kd_ref x, kd_ref w, kd_ref b,
+                         size_t B, size_t in, size_t out, int act, kd_error *err) {
   const char *op = "dense forward";
   if (check_dims(op, B, in, err) || check_dims(op, B, out, err) ||
       check_dims(op, out, in, err) || check_ref(op, "y", y, B * out, err) ||
       check_ref(op, "x", x, B * in, err) || check_ref(op, "w", w, out * in, err))
     return -1;
   if (b.buf && check_ref(op, "b", b, out, err)) return -1;
-  /* y[B,out] = x[B,in] * w[out,in]^T */
-  if (kd_gemm(dev, 0, 1, B, out, in, 1.0f, x.buf, x.off, in, w.buf, w.off, in, 0.0f, y.buf, y.off,
+  if (act != -1 && check_act(op, (kd_activation)act, err)) return -1;
+  if (pre.buf && check_ref(op, "pre-activation", pre, B * out, err)) return -1;
+  if (act == -1) pre = kd_at(NULL, 0); /* nothing to keep: y is the value itself */
+  /* y[B,out] = act(x[B,in] * w[out,in]^T + b): one launch where the GEMM takes the epilogue */
+  if (kd_gemm_fuses_epilogue(dev)) {
+    if (kd_gemm_nt_epilogue(dev, B, out, in, x.buf, x.off, in, w.buf, w.off, in, y.buf, y.off, out,
+                            b, act, pre, err))
+      return kd_fail_context(err, "%s [%zu x %zu] -> %zu", op, B, in, out);
+    return 0;
+  }
+  /* Otherwise the GEMM writes where the value before the activation belongs, and one kernel
+   * adds the bias and applies the activation. */
+  kd_ref v = pre.buf ? pre : y;
+  if (kd_gemm(dev, 0, 1, B, out, in, 1.0f, x.buf, x.off, in, w.buf, w.off, in, 0.0f, v.buf, v.off,
               out, err))
     return kd_fail_context(err, "%s [%zu x %zu] -> %zu", op, B, in, out);
-  if (!b.buf) return 0;
+  if (!b.buf && act == -1) return 0;
   size_t g = B * out, l = KD_WG;
-  return KD_RUN(dev, "kd_dense_bias_forward", 1, &g, &l, err, KD_MEM(y.buf), KD_UINT(y.off),
-                KD_MEM(b.buf), KD_UINT(b.off), KD_UINT(B), KD_UINT(out));
+  if (act == -1)
+    return KD_RUN(dev, "kd_dense_bias_forward", 1, &g, &l, err, KD_MEM(y.buf), KD_UINT(y.off),
+                  KD_MEM(b.buf), KD_UINT(b.off), KD_UINT(B), KD_UINT(out));
+  return KD_RUN(dev, "kd_dense_bias_act_forward", 1, &g, &l, err, KD_MEM(y.buf), KD_UINT(y.off),
+                KD_MEM(pre.buf ? pre.buf : y.buf), KD_UINT(pre.buf ? pre.off : 0),
+                KD_INT(pre.buf != NULL), KD_MEM(b.buf ? b.buf : y.buf),
+                KD_UINT(b.buf ? b.off : 0), KD_INT(b.buf != NULL), KD_UINT(B), KD_UINT(out),
+                KD_INT(act));
 }
 
 int kd_dense_backward(kd_device *dev, kd_ref dx, kd_ref dw, kd_ref db, kd_ref dy, kd_ref x,
                       kd_ref w, size_t B, size_t in, size_t out, kd_error *err) {
+  return kd_dense_backward_act(dev, dx, -1, kd_at(NULL, 0), kd_at(NULL, 0), dw, db, dy, x, w, B,
+                               in, out, err);
+}
+
+int kd_dense_backward_act(kd_device *dev, kd_ref dx, int act, kd_ref act_x, kd_ref act_y,
+                          kd_ref dw, kd_ref db, kd_ref dy, kd_ref x, kd_ref w, size_t B,
+                          size_t in, size_t out, kd_error *err) {
   const char *op = "dense backward";
   if (check_dims(op, B, in, err) || check_dims(op, B, out, err) ||
       check_dims(op, out, in, err) || check_ref(op, "dw", dw, out * in, err) ||
@@ -71,11 +106,41 @@ int kd_dense_backward(kd_device *dev, kd_ref dx, kd_ref dw, kd_ref db, kd_ref dy
   if (dx.buf && (check_ref(op, "dx", dx, B * in, err) || check_ref(op, "w", w, out * in, err)))
     return -1;
   if (db.buf && check_ref(op, "db", db, out, err)) return -1;
-  /* dx[B,in] = dy[B,out] * w[out,in] */
-  if (dx.buf && kd_gemm(dev, 0, 0, B, in, out, 1.0f, dy.buf, dy.off, out, w.buf, w.off, in, 0.0f,
-                        dx.buf, dx.off, in, err))
-    return kd_fail_context(err, "%s dx [%zu x %zu]", op, B, in);
-  /* dw[out,in] = dy^T[out,B] * x[B,in] */
+  /* The activation before the layer: its saved tensor (output, or input for gelu). */
+  kd_ref s = kd_at(NULL, 0);
+  int s_is_output = 0;
+  if (act != -1 && dx.buf) {
+    if (check_act(op, (kd_activation)act, err)) return -1;
+    s_is_output = act != KD_ACT_GELU && act_y.buf != NULL;
+    s = s_is_output ? act_y : act_x;
+    if (!s.buf)
+      return kd_fail(err, "%s through %s: the activation's input is needed and is NULL", op,
+                     kd_activation_name((kd_activation)act));
+    if (check_ref(op, s_is_output ? "activation output" : "activation input", s, B * in, err))
+      return -1;
+  } else {
+    act = -1;
+  }
+  int fused = kd_gemm_fuses_epilogue(dev);
+  /* dx[B,in] = dy[B,out] * w[out,in], through act' when given */
+  if (dx.buf) {
+    int rc = fused ? kd_gemm_outer_epilogue(dev, 0, B, in, out, dy.buf, dy.off, out, w.buf, w.off,
+                                            in, dx.buf, dx.off, in, act, s, s_is_output,
+                                            kd_at(NULL, 0), err)
+                   : kd_gemm(dev, 0, 0, B, in, out, 1.0f, dy.buf, dy.off, out, w.buf, w.off, in,
+                             0.0f, dx.buf, dx.off, in, err);
+    if (rc == 0 && !fused && act != -1)
+      rc = kd_activation_backward(dev, (kd_activation)act, dx, dx, act_x, s_is_output ? act_y : kd_at(NULL, 0),
+                                  B * in, err);
+    if (rc) return kd_fail_context(err, "%s dx [%zu x %zu]", op, B, in);
+  }
+  /* dw[out,in] = dy^T[out,B] * x[B,in], and db[out] = the row sums of dy^T alongside */
+  if (fused) {
+    if (kd_gemm_outer_epilogue(dev, 1, out, in, B, dy.buf, dy.off, out, x.buf, x.off, in, dw.buf,
+                               dw.off, in, -1, kd_at(NULL, 0), 0, db, err))
+      return kd_fail_context(err, "%s dw [%zu x %zu]", op, out, in);
+    return 0;
+  }
   if (kd_gemm(dev, 1, 0, out, in, B, 1.0f, dy.buf, dy.off, out, x.buf, x.off, in, 0.0f, dw.buf,
               dw.off, in, err))
     return kd_fail_context(err, "%s dw [%zu x %zu]", op, out, in);
@@ -83,11 +148,6 @@ int kd_dense_backward(kd_device *dev, kd_ref dx, kd_ref dw, kd_ref db, kd_ref dy
   size_t g = out, l = KD_WG;
   return KD_RUN(dev, "kd_dense_bias_backward", 1, &g, &l, err, KD_MEM(db.buf), KD_UINT(db.off),
                 KD_MEM(dy.buf), KD_UINT(dy.off), KD_UINT(B), KD_UINT(out));
-}
-
-static int check_act(const char *op, kd_activation act, kd_error *err) {
-  if ((unsigned)act >= 4) return kd_fail(err, "%s: invalid activation %d", op, (int)act);
-  return 0;
 }
 
 int kd_activation_forward(kd_device *dev, kd_activation act, kd_ref y, kd_ref x, size_t n,

@@ -21,18 +21,39 @@ int kd_activation_parse(const char *name, kd_activation *out);
 const char *kd_activation_name(kd_activation act);
 
 /* y[B,out] = x[B,in] * w[out,in]^T + b[out]; b.buf NULL: no bias. One GEMM (NT) through
- * kd_gemm (dev->gemm_backend) plus one bias launch. y must not overlap x or w. B, in, out > 0. */
+ * kd_gemm (dev->gemm_backend) with the bias in its epilogue (built-in), or plus one bias launch
+ * (CLBlast). y must not overlap x or w. B, in, out > 0. */
 int kd_dense_forward(kd_device *dev, kd_ref y, kd_ref x, kd_ref w, kd_ref b, size_t B, size_t in,
                      size_t out, kd_error *err);
+
+/* A dense layer and the activation after it: y = act(x * w^T + b), act a kd_activation or -1
+ * (none: kd_dense_forward). pre.buf non-NULL also keeps x * w^T + b there (gelu's backward
+ * needs it; relu, tanh and sigmoid work from y). One launch with the built-in GEMM (its
+ * epilogue), a GEMM and one bias+activation launch with CLBlast; the same bits as
+ * kd_dense_forward then kd_activation_forward either way. */
+int kd_dense_forward_act(kd_device *dev, kd_ref y, kd_ref pre, kd_ref x, kd_ref w, kd_ref b,
+                         size_t B, size_t in, size_t out, int act, kd_error *err);
 
 /* Gradients of kd_dense_forward given dy[B,out] and the forward input x[B,in]:
  *   dx[B,in] = dy * w        (dx.buf NULL: skipped, e.g. for the first layer)
  *   dw[out,in] = dy^T * x
  *   db[out] = sum over the B rows of dy   (db.buf NULL: none)
- * Each result is overwritten, not accumulated. Two or three GEMMs plus one column-sum launch;
- * the db sum runs rows in order, so it is deterministic. */
+ * Each result is overwritten, not accumulated. Two or three GEMMs, with the db sum inside the
+ * dw GEMM on the built-in back end (plus one column-sum launch with CLBlast); the db sum runs
+ * rows in order, so it is deterministic. */
 int kd_dense_backward(kd_device *dev, kd_ref dx, kd_ref dw, kd_ref db, kd_ref dy, kd_ref x,
                       kd_ref w, size_t B, size_t in, size_t out, kd_error *err);
+
+/* kd_dense_backward for a layer that follows an activation (act a kd_activation; -1: none,
+ * plain kd_dense_backward): its input gradient goes on through that activation,
+ *   dx = act'(.) * (dy * w)
+ * from the activation's saved output act_y (relu, tanh, sigmoid) or input act_x (gelu, or
+ * act_y.buf NULL), so the activation's own backward is not run. With the built-in GEMM: the
+ * activation gradient in the dx GEMM's epilogue and db beside dw in one GEMM, two or three
+ * launches in all; with CLBlast the separate kernels. The same bits either way. */
+int kd_dense_backward_act(kd_device *dev, kd_ref dx, int act, kd_ref act_x, kd_ref act_y,
+                          kd_ref dw, kd_ref db, kd_ref dy, kd_ref x, kd_ref w, size_t B,
+                          size_t in, size_t out, kd_error *err);
 
 /* y[i] = act(x[i]) for i < n; y may alias x. gelu is the erf form 0.5*x*(1+erf(x/sqrt(2))),
  * PyTorch's default. One launch. */

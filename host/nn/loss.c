@@ -5,6 +5,10 @@
 
 static int fits_u32(size_t off, size_t n) { return off <= UINT32_MAX && n <= UINT32_MAX - off; }
 
+int kd_loss_rows_path(const kd_device *dev, size_t C) {
+  return (dev->info.type & CL_DEVICE_TYPE_CPU) && C <= KD_LOSS_ROWS_MAX_CLASSES;
+}
+
 int kd_softmax_ce_forward_backward(kd_device *dev, kd_ref loss_rows, kd_ref dlogits,
                                    kd_ref logits, kd_ref labels, size_t B, size_t C,
                                    float grad_scale, kd_error *err) {
@@ -19,9 +23,12 @@ int kd_softmax_ce_forward_backward(kd_device *dev, kd_ref loss_rows, kd_ref dlog
       (dlogits.buf && !fits_u32(dlogits.off, B * C)))
     return kd_fail(err, "%s: an offset exceeds the 2^32-element limit of the kernels", op);
   int want_grad = dlogits.buf != NULL;
-  /* One work-group per row; global = B groups of KD_WG. */
-  size_t g = B * KD_WG, l = KD_WG;
-  return KD_RUN(dev, "kd_softmax_ce_forward_backward", 1, &g, &l, err, KD_MEM(loss_rows.buf),
+  /* One work-group per row (global = B groups of KD_WG), or 16 narrow rows per work-item. */
+  int rows = kd_loss_rows_path(dev, C);
+  size_t g = rows ? (B + KD_LOSS_ROWS_V - 1) / KD_LOSS_ROWS_V : B * KD_WG;
+  size_t l = rows ? KD_LOSS_ROWS_WG : KD_WG;
+  return KD_RUN(dev, rows ? "kd_softmax_ce_forward_backward_rows" : "kd_softmax_ce_forward_backward",
+                1, &g, &l, err, KD_MEM(loss_rows.buf),
                 KD_UINT(loss_rows.off), KD_MEM(want_grad ? dlogits.buf : loss_rows.buf),
                 KD_UINT(want_grad ? dlogits.off : 0), KD_INT(want_grad), KD_MEM(logits.buf),
                 KD_UINT(logits.off), KD_MEM(labels.buf), KD_UINT(labels.off), KD_UINT(B),

@@ -69,6 +69,12 @@ static int int_field(parse_ctx *c, const cJSON *obj, const char *field, int requ
   return 0;
 }
 
+/* A kernel size from JSON: an integer in [1, 4096], else 0 (checked before converting: a double
+ * beyond int64_t's range has no defined conversion, and 2.5 is no size). */
+static int64_t kernel_size(double v) {
+  return v >= 1 && v <= 4096 && v == floor(v) ? (int64_t)v : 0;
+}
+
 static int bool_field(parse_ctx *c, const cJSON *obj, const char *field, int dflt, int *out,
                       const char *where, const char *type) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
@@ -207,10 +213,10 @@ static int parse_layer(parse_ctx *c, const cJSON *spec, kd_layer *L, const char 
     int64_t kh = 0, kw = 0;
     if (cJSON_IsArray(k) && cJSON_GetArraySize(k) == 2 &&
         cJSON_IsNumber(cJSON_GetArrayItem(k, 0)) && cJSON_IsNumber(cJSON_GetArrayItem(k, 1))) {
-      kh = (int64_t)cJSON_GetArrayItem(k, 0)->valuedouble;
-      kw = (int64_t)cJSON_GetArrayItem(k, 1)->valuedouble;
+      kh = kernel_size(cJSON_GetArrayItem(k, 0)->valuedouble);
+      kw = kernel_size(cJSON_GetArrayItem(k, 1)->valuedouble);
     } else if (cJSON_IsNumber(k)) {
-      kh = kw = (int64_t)k->valuedouble;
+      kh = kw = kernel_size(k->valuedouble);
     } else if (!k) {
       return fail_at(c, where, type, "needs the field 'kernel'");
     }

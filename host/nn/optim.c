@@ -132,6 +132,7 @@ int kd_optimizer_step(kd_device *dev, const kd_optim_config *cfg, kd_ref params,
   float step_size = (float)((double)lr / bc1);
   float bc2_sqrt = (float)sqrt(bc2);
   float decay = (float)(1.0 - (double)lr * (double)c.weight_decay);
+  g = (n + 15) / 16; /* 16 elements per work-item */
   return KD_RUN(dev, "kd_adamw_step", 1, &g, &l, err, KD_MEM(params.buf), KD_UINT(params.off),
                 KD_MEM(grads.buf), KD_UINT(grads.off), KD_MEM(s1), KD_UINT(s1_off), KD_MEM(s2),
                 KD_UINT(s2_off), KD_UINT(n), KD_FLOAT(decay), KD_FLOAT(c.beta1),

@@ -1,6 +1,8 @@
 /* Per-layer timing and achieved GFLOP/s for --profile. */
 #include "train/layer_profile.h"
 
+#include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static double now_ms(void) {
@@ -67,8 +69,33 @@ static void print_list(const kd_trainer *t, const kd_layer *layers, int n, FILE 
 
 void kd_layer_profile_print(const kd_trainer *t, FILE *out) {
   fprintf(out, "kdcl: per-layer profile (queue drained around each layer; a residual row includes "
-               "its sub-layers)\n");
+               "its sub-layers; an activation after a dense layer runs inside it)\n");
   fprintf(out, "  %-26s %-14s %10s %10s %9s %9s\n", "layer", "type", "fwd ms", "bwd ms",
           "fwd GF/s", "bwd GF/s");
   print_list(t, t->model->layers, t->model->num_layers, out);
+  /* The GEMM kernels' share of the device time (kd_gemm_*; CLBlast's are not profiled). */
+  const kd_device *dev = t->dev;
+  double all = 0, gemm = 0;
+  for (int i = 0; i < dev->num_kernels; i++) {
+    all += dev->kernels[i].profiled_ms;
+    if (!strncmp(dev->kernels[i].name, "kd_gemm_", 8)) gemm += dev->kernels[i].profiled_ms;
+  }
+  if (all > 0)
+    fprintf(out, "kdcl: built-in GEMM kernels %.1f ms of %.1f ms kernel time (%.1f%%)\n", gemm, all,
+            100 * gemm / all);
+  const kd_arena *arenas[] = {&t->params, &t->grads, &t->opt_state, &t->buffers,
+                              &t->acts,   &t->dacts, &t->work};
+  double total = 0;
+  fprintf(out, "kdcl: device memory:");
+  for (size_t i = 0; i < sizeof arenas / sizeof arenas[0]; i++) {
+    double mib = (double)arenas[i]->used * sizeof(float) / 1048576.0;
+    total += mib;
+    fprintf(out, " %s %.2f MiB,", arenas[i]->name, mib);
+  }
+  double inputs = (double)t->batch * ((double)t->sample_size * sizeof(float) + sizeof(int32_t)) /
+                  1048576.0;
+  fprintf(out, " inputs %.2f MiB; total %.2f MiB\n", inputs, total + inputs);
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    fprintf(out, "kdcl: peak host RSS %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
 }

@@ -3,6 +3,7 @@
 #include "train/run.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "train/loader.h"
 #include "train/loss_ring.h"
 #include "train/rng.h"
+#include "train/signals.h"
 #include "train/state_dict.h"
 #include "train/trainer.h"
 
@@ -65,6 +67,7 @@ typedef struct run_state {
   kd_optim_config optim;
   uint64_t seed;
   int64_t step, epoch, cursor; /* steps done; current epoch (0-based); rows done in it */
+  int64_t saved_step, saved_epoch, saved_cursor; /* the position --out holds (-1: none yet) */
 } run_state;
 
 static cJSON *train_config_json(const run_state *r) {
@@ -156,6 +159,11 @@ static int save_checkpoint(run_state *r, const char *path, kd_error *err) {
   ck.data_cursor = r->cursor;
   ck.seed = r->seed;
   int rc = kd_checkpoint_write(path, &ck, err);
+  if (rc == 0) {
+    r->saved_step = r->step;
+    r->saved_epoch = r->epoch;
+    r->saved_cursor = r->cursor;
+  }
   free(ck.train_config);
   free(ck.model);
   free(ck.optim_state);
@@ -369,7 +377,7 @@ static int run_epochs(run_state *r, kd_error *err) {
   double t_start = now_seconds(), t_log = t_start;
   int64_t rows_since_log = 0, start_step = r->step;
 
-  while (rc == 0 && r->epoch < o->epochs) {
+  while (rc == 0 && r->epoch < o->epochs && !kd_stop_requested()) {
     kd_epoch_order(r->order, N, r->seed, r->epoch, o->shuffle);
     kd_loader_start(&r->loader, r->order, N, r->cursor);
     kd_loss_ring_reset(&ring);
@@ -420,6 +428,8 @@ static int run_epochs(run_state *r, kd_error *err) {
         if ((rc = kd_loss_ring_drain_all(&ring, err)) != 0) break;
         if ((rc = save_checkpoint(r, o->out_path, err)) != 0) break;
       }
+      /* SIGINT/SIGTERM: this step is enqueued and stays; kd_train_run writes the checkpoint. */
+      if (kd_stop_requested()) break;
     }
     if (prev) {
       clWaitForEvents(1, &prev_upload);
@@ -428,6 +438,7 @@ static int run_epochs(run_state *r, kd_error *err) {
     }
     if (rc == 0) rc = kd_loss_ring_drain_all(&ring, err);
     if (rc) break;
+    if (kd_stop_requested() && r->cursor < N) break; /* mid-epoch: the position stays */
     /* The epoch is complete: the position moves to the start of the next one. */
     r->epoch++;
     r->cursor = 0;
@@ -478,39 +489,138 @@ static int setup_teacher(run_state *r, kd_error *err) {
   return kd_dataset_check_teacher((kd_dataset *)ds, err);
 }
 
-/* On --resume the run continues as it was: settings that decide the data order and the
- * optimizer's path come from the checkpoint's /meta/train_config, and a flag that asks for a
- * different value is refused rather than silently ignored. */
-static int resume_settings(kd_train_options *o, const kd_checkpoint *ck, kd_error *err) {
+/* On --resume the run continues as it was: settings that decide the data order, the loss and
+ * the optimizer's path come from the checkpoint's /meta/train_config, and a flag that asks for
+ * a different value is refused rather than silently ignored. */
+static int keep_number(const cJSON *cfg, const char *key, const char *flag, int given,
+                       double lo, double hi, double *value, const char *resume_path,
+                       kd_error *err) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+  if (!cJSON_IsNumber(v)) return 0; /* an older checkpoint without it: the flag decides */
+  if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+    return kd_fail(err, "--resume %s: /meta/train_config has %s %g, outside [%g, %g]",
+                   resume_path, key, v->valuedouble, lo, hi);
+  /* Values were stored from floats: compare as float, so 0.3 given equals 0.300000011920929. */
+  if (given && (float)*value != (float)v->valuedouble)
+    return kd_fail(err, "%s %g differs from the %g of --resume %s (a resumed run keeps its "
+                   "settings)", flag, *value, v->valuedouble, resume_path);
+  *value = v->valuedouble;
+  return 0;
+}
+
+static int keep_name(const cJSON *cfg, const char *key, const char *flag, int given,
+                     const char *current, char *out, size_t cap, const char *resume_path,
+                     kd_error *err) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+  out[0] = '\0';
+  if (!cJSON_IsString(v)) return 0;
+  if (given && strcmp(current, v->valuestring))
+    return kd_fail(err, "%s %s differs from the %s of --resume %s (a resumed run keeps its "
+                   "settings)", flag, current, v->valuestring, resume_path);
+  snprintf(out, cap, "%s", v->valuestring);
+  return 0;
+}
+
+static int resume_settings(kd_train_options *o, const kd_checkpoint *ck, char *teacher,
+                           size_t teacher_cap, kd_error *err) {
   cJSON *cfg = ck->train_config ? cJSON_Parse(ck->train_config) : NULL;
   const cJSON *batch = cJSON_GetObjectItemCaseSensitive(cfg, "batch");
   const cJSON *shuffle = cJSON_GetObjectItemCaseSensitive(cfg, "shuffle");
+  const cJSON *command = cJSON_GetObjectItemCaseSensitive(cfg, "command");
+  const char *rp = o->resume_path;
   int rc = 0;
-  if (cJSON_IsNumber(batch)) {
+  if (cJSON_IsString(command) && strcmp(command->valuestring, o->distill ? "distill" : "train"))
+    rc = kd_fail(err, "--resume %s was written by 'kdcl %s'; resume it with 'kdcl %s' (or start "
+                 "a new run from its weights with --init)", rp, command->valuestring,
+                 command->valuestring);
+  if (rc == 0 && cJSON_IsNumber(batch) &&
+      !(batch->valuedouble >= 1 && batch->valuedouble <= (double)(1 << 24)))
+    rc = kd_fail(err, "--resume %s: /meta/train_config has batch %g, not a batch size", rp,
+                 batch->valuedouble);
+  if (rc == 0 && cJSON_IsNumber(batch)) {
     if (o->batch_set && o->batch != (int64_t)batch->valuedouble)
       rc = kd_fail(err, "--batch %lld differs from the %lld of --resume %s (a resumed run keeps its "
-                   "settings)", (long long)o->batch, (long long)batch->valuedouble, o->resume_path);
+                   "settings)", (long long)o->batch, (long long)batch->valuedouble, rp);
     o->batch = (int64_t)batch->valuedouble;
   }
   if (rc == 0 && cJSON_IsBool(shuffle)) {
     if (o->shuffle_set && o->shuffle != cJSON_IsTrue(shuffle))
       rc = kd_fail(err, "--no-shuffle differs from --resume %s, which shuffled (a resumed run "
-                   "keeps its settings)", o->resume_path);
+                   "keeps its settings)", rp);
     o->shuffle = cJSON_IsTrue(shuffle);
   }
   if (rc == 0 && o->seed_set && o->seed != ck->seed)
     rc = kd_fail(err, "--seed %llu differs from the seed %llu of --resume %s (a resumed run keeps "
-                 "its settings)", (unsigned long long)o->seed, (unsigned long long)ck->seed,
-                 o->resume_path);
+                 "its settings)", (unsigned long long)o->seed, (unsigned long long)ck->seed, rp);
   if (rc == 0 && o->lr_set && fabs(o->optim.lr - ck->lr) > 1e-6 * fabs(ck->lr))
     rc = kd_fail(err, "--lr %g differs from the %g of --resume %s (a resumed run keeps its "
-                 "settings)", o->optim.lr, ck->lr, o->resume_path);
+                 "settings)", o->optim.lr, ck->lr, rp);
+  /* The learning-rate schedule and clipping. */
+  char name[64];
+  double clip = o->optim.clip_grad_norm, warmup = (double)o->warmup_steps,
+         step_epochs = (double)o->lr_step_epochs, gamma = o->lr_gamma;
+  if (rc == 0)
+    rc = keep_number(cfg, "clip_grad_norm", "--clip-grad-norm", o->clip_set, 0, 1e12, &clip, rp,
+                     err) ||
+         keep_number(cfg, "warmup_steps", "--warmup-steps", o->warmup_set, 0, 1e18, &warmup, rp,
+                     err) ||
+         keep_number(cfg, "lr_step_epochs", "--lr-step-epochs", o->step_epochs_set, 0, 1e6,
+                     &step_epochs, rp, err) ||
+         keep_number(cfg, "lr_gamma", "--lr-gamma", o->gamma_set, 1e-30, 1, &gamma, rp, err) ||
+         keep_name(cfg, "lr_schedule", "--lr-schedule", o->schedule_set,
+                   kd_lr_schedule_name(o->schedule), name, sizeof name, rp, err);
+  if (rc == 0 && name[0] && kd_lr_schedule_parse(name, &o->schedule))
+    rc = kd_fail(err, "--resume %s: /meta/train_config has an unknown lr_schedule '%s'", rp, name);
+  o->optim.clip_grad_norm = (float)clip;
+  o->warmup_steps = (int64_t)warmup;
+  o->lr_step_epochs = (int64_t)step_epochs;
+  o->lr_gamma = gamma;
+  /* The distillation loss and its teacher. */
+  if (rc == 0 && o->distill) {
+    kd_distill_config *d = &o->dcfg;
+    double t = d->temperature, a = d->alpha, b = d->beta, sk = d->skew;
+    char missing[64] = "";
+    rc = keep_name(cfg, "loss", "--loss", o->loss_set, kd_distill_loss_name(d->loss), name,
+                   sizeof name, rp, err) ||
+         keep_number(cfg, "temperature", "--temperature", o->temperature_set, 1e-30, 1e4, &t, rp,
+                     err) ||
+         keep_number(cfg, "alpha", "--alpha", o->alpha_set, 0, 1, &a, rp, err) ||
+         keep_number(cfg, "beta", "--beta", o->beta_set, 0, 1, &b, rp, err) ||
+         keep_number(cfg, "skew", "--skew", o->skew_set, 0, 1, &sk, rp, err) ||
+         keep_name(cfg, "topk_missing", "--topk-missing", o->topk_missing_set,
+                   d->topk_missing == KD_TOPK_DROP ? "drop" : "uniform", missing, sizeof missing,
+                   rp, err);
+    if (rc == 0 && name[0] && kd_distill_loss_parse(name, &d->loss))
+      rc = kd_fail(err, "--resume %s: /meta/train_config has an unknown loss '%s'", rp, name);
+    if (rc == 0 && missing[0] && kd_topk_missing_parse(missing, &d->topk_missing))
+      rc = kd_fail(err, "--resume %s: /meta/train_config has an unknown topk_missing '%s'", rp,
+                   missing);
+    d->temperature = (float)t;
+    d->alpha = (float)a;
+    d->beta = (float)b;
+    d->skew = (float)sk;
+    /* The teacher: an online one (a path) is run again unless --teacher names one now; an
+     * offline run stays offline. */
+    const cJSON *tj = cJSON_GetObjectItemCaseSensitive(cfg, "teacher");
+    if (rc == 0 && cJSON_IsString(tj)) {
+      if (!strcmp(tj->valuestring, "offline")) {
+        if (o->teacher_path)
+          rc = kd_fail(err, "--teacher %s: --resume %s was distilled from its data's /teacher "
+                       "(a resumed run keeps its settings)", o->teacher_path, rp);
+      } else if (!o->teacher_path) {
+        if (snprintf(teacher, teacher_cap, "%s", tj->valuestring) >= (int)teacher_cap)
+          rc = kd_fail(err, "--resume %s: the teacher path in /meta/train_config is too long", rp);
+        o->teacher_path = teacher;
+      }
+    }
+  }
   cJSON_Delete(cfg);
   return rc;
 }
 
 int kd_train_run(const kd_train_options *given, kd_error *err) {
   kd_train_options eff = *given, *o = &eff;
+  char resumed_teacher[4096]; /* an online teacher's path taken from --resume */
   run_state r;
   memset(&r, 0, sizeof r);
   r.o = o;
@@ -518,9 +628,11 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   r.seed = o->seed;
   r.tty = isatty(2);
   kd_h5_init();
+  r.saved_step = r.saved_epoch = r.saved_cursor = -1;
   kd_checkpoint ck;
   memset(&ck, 0, sizeof ck);
-  int have_ck = 0, rc = -1;
+  int have_ck = 0, rc = -1, stop_signal = 0;
+  kd_output_lock_t out_lock = {-1, ""};
 
   /* Outputs are checked before any work: a run that fails at its first checkpoint an hour
    * in, or that overwrites its own data, is worse than a refusal now. */
@@ -538,10 +650,13 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
                                             (const char *[]){"--resume"}, &o->resume_path, err))))
       goto done;
   }
+  /* One writer per checkpoint path: a second run with the same --out is refused now rather
+   * than left to replace this run's checkpoints with its own. */
+  if (kd_output_lock("--out", o->out_path, &out_lock, err)) goto done;
   if (o->resume_path) {
     if (kd_checkpoint_read(o->resume_path, &ck, err)) goto done;
     have_ck = 1;
-    if (resume_settings(o, &ck, err)) goto done;
+    if (resume_settings(o, &ck, resumed_teacher, sizeof resumed_teacher, err)) goto done;
     char source[4200];
     snprintf(source, sizeof source, "%s: /meta/model_config", o->resume_path);
     if (kd_model_parse(&r.model, ck.model_config, source, err)) goto done;
@@ -575,6 +690,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     r.optim.beta2 = (float)ck.beta2;
     r.optim.eps = (float)ck.eps;
     r.optim.nesterov = ck.nesterov;
+    r.optim.clip_grad_norm = o->optim.clip_grad_norm; /* from /meta/train_config */
   } else if (kd_model_load(&r.model, o->model_path, err)) {
     goto done;
   }
@@ -646,16 +762,40 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   if (have_ck && r.epoch >= o->epochs && !o->quiet)
     fprintf(stderr, "kdcl: note: --resume %s is already at epoch %lld of --epochs %lld: nothing "
                     "to train\n", o->resume_path, (long long)r.epoch, (long long)o->epochs);
+  kd_stop_signals_install();
   rc = run_epochs(&r, err);
-  if (rc == 0 && r.step == 0 && !have_ck) rc = save_checkpoint(&r, o->out_path, err);
-  if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step)
-    rc = save_checkpoint(&r, o->out_path, err); /* nothing left to do: still write --out */
+  stop_signal = kd_stop_requested();
+  if (rc == 0 && stop_signal) {
+    /* Interrupted: --out gets the position reached (mid-epoch included) unless it has it. */
+    if (r.saved_step != r.step || r.saved_epoch != r.epoch || r.saved_cursor != r.cursor)
+      rc = save_checkpoint(&r, o->out_path, err);
+  } else {
+    if (rc == 0 && r.step == 0 && !have_ck) rc = save_checkpoint(&r, o->out_path, err);
+    if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step)
+      rc = save_checkpoint(&r, o->out_path, err); /* nothing left to do: still write --out */
+  }
+  kd_stop_signals_restore();
+  if (rc == 0 && stop_signal) {
+    int64_t N = r.train.num_rows, spe = (N + o->batch - 1) / o->batch;
+    char where[128];
+    if (r.cursor > 0)
+      snprintf(where, sizeof where, "in epoch %lld of %lld, %lld of %lld rows done",
+               (long long)r.epoch + 1, (long long)o->epochs, (long long)r.cursor, (long long)N);
+    else
+      snprintf(where, sizeof where, "%lld of %lld epochs done", (long long)r.epoch,
+               (long long)o->epochs);
+    kd_fail(err, "%s: stopped after step %lld of %lld (%s); wrote %s; continue with --resume %s",
+            stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "signal",
+            (long long)r.step, (long long)(spe * o->epochs), where, o->out_path, o->out_path);
+    rc = 128 + stop_signal;
+  }
   if (rc == 0 && !o->quiet) fprintf(stderr, "kdcl: wrote %s\n", o->out_path);
   if (rc == 0 && o->profile) {
     kd_layer_profile_print(&r.trainer, stderr);
     kd_profile_print(&r.dev, stderr);
   }
 done:
+  kd_output_unlock(&out_lock);
   if (r.loader_open) kd_loader_close(&r.loader);
   if (r.trainer_open) kd_trainer_release(&r.trainer);
   kd_inference_close(&r.teacher);

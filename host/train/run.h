@@ -35,8 +35,11 @@ typedef struct kd_train_options {
   int64_t log_every;        /* steps between step records in --log and progress updates */
   kd_optim_config optim;
   int optim_set; /* --optimizer given (on --resume the checkpoint's optimizer is used) */
-  /* Flags given explicitly: on --resume they must agree with the checkpoint. */
+  /* Flags given explicitly: on --resume they must agree with the checkpoint (its
+   * /meta/train_config supplies the ones not given). */
   int batch_set, shuffle_set, seed_set, lr_set;
+  int clip_set, schedule_set, warmup_set, step_epochs_set, gamma_set;
+  int loss_set, temperature_set, alpha_set, beta_set, skew_set, topk_missing_set;
   kd_lr_schedule schedule;
   int64_t warmup_steps;
   int64_t lr_step_epochs;
@@ -50,7 +53,10 @@ typedef struct kd_train_options {
 
 void kd_train_options_defaults(kd_train_options *o);
 
-/* Runs training. Returns 0, -1 with a message in err, or KD_DIVERGED. */
+/* Runs training. Returns 0, -1 with a message in err, KD_DIVERGED, or 128 + the signal number
+ * when SIGINT or SIGTERM stopped it after a step: the checkpoint holding that position (an
+ * epoch's middle included, so --resume continues bit for bit) was written to out_path and err
+ * holds the one line that says so. A second signal exits the process at once. */
 int kd_train_run(const kd_train_options *o, kd_error *err);
 
 #endif

@@ -251,16 +251,59 @@ static int forward_layer(pass_ctx *c, const kd_layer *L, size_t in) {
   return 0;
 }
 
+/* A dense layer directly followed by an activation runs as one launch (the activation in the
+ * GEMM's epilogue): the activation's output is written, and the dense layer's own output only
+ * when the activation's backward reads it (gelu). A batch norm followed by relu, tanh or
+ * sigmoid likewise (its output pass applies the activation; those activations' backward needs
+ * only their output, which the batch norm's backward then reads). */
+static int fuses_with_next(const kd_layer *layers, int count, int i) {
+  if (i + 1 >= count || layers[i + 1].type != KD_LAYER_ACTIVATION) return 0;
+  return layers[i].type == KD_LAYER_DENSE ||
+         (layers[i].type == KD_LAYER_BATCHNORM && layers[i + 1].act != KD_ACT_GELU);
+}
+
+static int forward_bn_act(pass_ctx *c, const kd_layer *L, const kd_layer *A, size_t in) {
+  kd_trainer *t = c->t;
+  const kd_layer_state *st = &t->st[L->id];
+  cl_mem acts = t->acts.buf, params = t->params.buf, bufs = t->buffers.buf, work = t->work.buf;
+  kd_ref x = kd_at(acts, in), y = kd_at(acts, t->st[A->id].act_out);
+  kd_ref w = kd_at(params, L->w_off), beta = kd_at(params, L->b_off);
+  kd_ref rm = kd_at(bufs, L->rm_off), rv = kd_at(bufs, L->rv_off);
+  size_t C = (size_t)L->in_shape[0], S = L->in_ndim == 3 ? (size_t)(L->in_shape[1] * L->in_shape[2]) : 1;
+  if (!c->training)
+    return kd_batchnorm_forward_eval_act(t->dev, y, x, w, beta, rm, rv, c->n, C, S, L->eps,
+                                         (int)A->act, c->err);
+  t->bn_tracked[L->bn_index]++;
+  return kd_batchnorm_forward_train_act(t->dev, y, x, w, beta, rm, rv, kd_at(work, st->aux),
+                                        kd_at(work, st->aux2), c->n, C, S, L->momentum, L->eps,
+                                        (int)A->act, c->err);
+}
+
+static int forward_dense_act(pass_ctx *c, const kd_layer *D, const kd_layer *A, size_t in) {
+  kd_trainer *t = c->t;
+  cl_mem acts = t->acts.buf, params = t->params.buf;
+  kd_ref pre = kd_at(A->act == KD_ACT_GELU ? acts : NULL, t->st[D->id].act_out);
+  return kd_dense_forward_act(t->dev, kd_at(acts, t->st[A->id].act_out), pre, kd_at(acts, in),
+                              kd_at(params, D->w_off), kd_at(D->bias ? params : NULL, D->b_off),
+                              c->n, D->in_size, D->out_size, (int)A->act, c->err);
+}
+
 static int forward_list(pass_ctx *c, const kd_layer *layers, int count, size_t in) {
   int profiling = c->t->dev->profiling;
   for (int i = 0; i < count; i++) {
     kd_layer_state *st = &c->t->st[layers[i].id];
     double t0 = profiling ? kd_layer_profile_start(c->t->dev) : 0;
-    if (forward_layer(c, &layers[i], in)) return kd_fail_context(c->err, "%s forward", layers[i].key);
+    int fused = fuses_with_next(layers, count, i);
+    int rc = !fused ? forward_layer(c, &layers[i], in)
+             : layers[i].type == KD_LAYER_DENSE ? forward_dense_act(c, &layers[i], &layers[i + 1], in)
+                                                : forward_bn_act(c, &layers[i], &layers[i + 1], in);
+    if (rc)
+      return kd_fail_context(c->err, "%s forward", layers[i].key);
     if (profiling) {
       st->fwd_ms += kd_layer_profile_stop(c->t->dev, t0);
       st->fwd_flop += kd_layer_flops(&layers[i], c->n, 0, 0);
     }
+    if (fused) st = &c->t->st[layers[++i].id]; /* the activation ran in the dense launch */
     in = st->act_out;
   }
   return 0;
@@ -409,12 +452,53 @@ static int backward_list(pass_ctx *c, const kd_layer *layers, int count, size_t 
     int dx_needed = need_dx || i > first_needed;
     kd_layer_state *st = &c->t->st[L->id];
     double t0 = c->t->dev->profiling ? kd_layer_profile_start(c->t->dev) : 0;
-    if (backward_layer(c, L, x_act, x_grad, dx_needed))
-      return kd_fail_context(c->err, "%s backward", L->key);
+    /* A dense layer right after an activation passes its input gradient through that
+     * activation in the same GEMM (kd_dense_backward_act); the activation is then skipped. */
+    int through_act = L->type == KD_LAYER_DENSE && i - 1 >= first_needed &&
+                      layers[i - 1].type == KD_LAYER_ACTIVATION;
+    /* An activation right after a batch norm (fused in the forward) runs inside the batch
+     * norm's backward, which is then skipped. */
+    int bn_act = L->type == KD_LAYER_ACTIVATION && i - 1 >= first_needed &&
+                 fuses_with_next(layers, count, i - 1) &&
+                 layers[i - 1].type == KD_LAYER_BATCHNORM;
+    int rc;
+    if (bn_act) {
+      const kd_layer *N = &layers[i - 1];
+      kd_trainer *t = c->t;
+      cl_mem acts = t->acts.buf, dacts = t->dacts.buf, grads = t->grads.buf;
+      const kd_layer_state *ns = &t->st[N->id];
+      size_t n_in = i >= 2 ? t->st[layers[i - 2].id].act_out : in_act;
+      size_t n_in_grad = i >= 2 ? t->st[layers[i - 2].id].grad_out : in_grad;
+      int n_dx = need_dx || i - 1 > first_needed;
+      size_t C = (size_t)N->in_shape[0];
+      size_t S = N->in_ndim == 3 ? (size_t)(N->in_shape[1] * N->in_shape[2]) : 1;
+      rc = kd_batchnorm_backward_act(t->dev, kd_at(n_dx ? dacts : NULL, n_in_grad),
+                                     kd_at(grads, N->w_off), kd_at(grads, N->b_off),
+                                     kd_at(dacts, st->grad_out), kd_at(acts, n_in),
+                                     kd_at(t->params.buf, N->w_off), kd_at(t->work.buf, ns->aux),
+                                     kd_at(t->work.buf, ns->aux2), c->n, C, S, (int)L->act,
+                                     kd_at(acts, st->act_out), c->err);
+    } else if (through_act) {
+      const kd_layer *A = &layers[i - 1];
+      kd_trainer *t = c->t;
+      cl_mem acts = t->acts.buf, dacts = t->dacts.buf, grads = t->grads.buf;
+      size_t a_in = i >= 2 ? t->st[layers[i - 2].id].act_out : in_act;
+      size_t a_in_grad = i >= 2 ? t->st[layers[i - 2].id].grad_out : in_grad;
+      rc = kd_dense_backward_act(t->dev, kd_at(dacts, a_in_grad), (int)A->act, kd_at(acts, a_in),
+                                 kd_at(acts, x_act), kd_at(grads, L->w_off),
+                                 kd_at(L->bias ? grads : NULL, L->b_off),
+                                 kd_at(dacts, st->grad_out), kd_at(acts, x_act),
+                                 kd_at(t->params.buf, L->w_off), c->n, L->in_size, L->out_size,
+                                 c->err);
+    } else {
+      rc = backward_layer(c, L, x_act, x_grad, dx_needed);
+    }
+    if (rc) return kd_fail_context(c->err, "%s backward", L->key);
     if (c->t->dev->profiling) {
       st->bwd_ms += kd_layer_profile_stop(c->t->dev, t0);
       st->bwd_flop += kd_layer_flops(L, c->n, 1, dx_needed);
     }
+    if (through_act || bn_act) i--; /* the layer before ran inside this one's backward */
   }
   return 0;
 }

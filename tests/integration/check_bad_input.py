@@ -1,5 +1,6 @@
 """Every wrong file, flag and shape gets one 'kdcl: error:' line, a non-zero exit, and leaves an
 existing output file untouched."""
+import json
 import os
 import sys
 
@@ -130,4 +131,155 @@ assert open(P("logits.h5"), "rb").read() == b"keep me"
 k.fails("predict", "--checkpoint", P("ck.h5"), "--data", P("good.h5"), code=2,
         mentions=["--out"])
 k.fails("bogus-command", code=2, mentions=["bogus-command"])
+
+# --- the reliability issue's list: damaged files, dtypes, ranks, row counts, teachers, specs,
+# flags, unwritable outputs, device memory -----------------------------------------------------
+rng = np.random.default_rng(5)
+# random bytes after a valid HDF5 signature, as data, as --resume and as eval's checkpoint
+open(P("sig.h5"), "wb").write(b"\x89HDF\r\n\x1a\n" + rng.bytes(4096))
+train_fails(data=P("sig.h5"), mentions=["sig.h5", "HDF5"])
+# truncated at several offsets: a dataset, and a checkpoint given to --resume and to eval
+for name, whole in (("data", data), ("ckpt", ck_bytes)):
+    for off in (8, 40, 96, 512, 2048, len(whole) // 3, len(whole) - 512, len(whole) - 1):
+        cut = P(f"cut-{name}-{off}.h5")
+        open(cut, "wb").write(whole[:off])
+        if name == "data":
+            train_fails(data=cut, mentions=[cut])
+        else:
+            k.fails("train", "--data", P("good.h5"), "--resume", cut, "--out", P("ck.h5"),
+                    "--epochs", 2, "--quiet", mentions=[cut])
+            assert open(P("ck.h5"), "rb").read() == ck_bytes
+            k.fails("eval", "--checkpoint", cut, "--data", P("good.h5"), mentions=[cut])
+print("ok: truncated datasets and checkpoints (8 offsets each)")
+# wrong dtypes and ranks
+write_dataset(P("i8.h5"), x.astype(np.int8), y, 4)
+train_fails(data=P("i8.h5"), mentions=["i8.h5", "/inputs/x", "int8"])
+with h5py.File(P("f64y.h5"), "w") as f:
+    f.create_dataset("inputs/x", data=x)
+    f.create_dataset("labels/y", data=y.astype(np.float64)).attrs["num_classes"] = 4
+train_fails(data=P("f64y.h5"), mentions=["f64y.h5", "/labels/y", "float64"])
+write_dataset(P("rank1.h5"), x[:, 0], y, 4)
+train_fails(data=P("rank1.h5"), mentions=["rank1.h5", "/inputs/x"])
+write_dataset(P("rank5.h5"), x.reshape(200, 1, 2, 2, 4), y, 4)
+train_fails(data=P("rank5.h5"), mentions=["rank5.h5", "/inputs/x"])
+with h5py.File(P("yrank2.h5"), "w") as f:
+    f.create_dataset("inputs/x", data=x)
+    f.create_dataset("labels/y", data=y.reshape(200, 1)).attrs["num_classes"] = 4
+train_fails(data=P("yrank2.h5"), mentions=["yrank2.h5", "/labels/y"])
+# row counts that differ; an empty dataset; negative labels
+with h5py.File(P("rows.h5"), "w") as f:
+    f.create_dataset("inputs/x", data=x)
+    f.create_dataset("labels/y", data=y[:199]).attrs["num_classes"] = 4
+train_fails(data=P("rows.h5"), mentions=["rows.h5", "199", "200"])
+write_dataset(P("empty.h5"), x[:0], y[:0], 4)
+train_fails(data=P("empty.h5"), mentions=["empty.h5", "empty"])
+neg = y.copy()
+neg[5] = -1
+write_dataset(P("neg.h5"), x, neg, 4)
+train_fails(data=P("neg.h5"), mentions=["neg.h5", "5"])
+xn = x.copy()
+xn[7, 0] = np.nan
+write_dataset(P("nan.h5"), xn, y, 4)
+train_fails(data=P("nan.h5"), mentions=["nan.h5", "row 7"])
+
+# teacher outputs: NaN/Inf, row counts, ranks, dtypes; distill flags out of range
+def with_teacher(path, logits=None, idx=None, logp=None):
+    write_dataset(path, x, y, 4)
+    with h5py.File(path, "a") as f:
+        g = f.create_group("teacher")
+        g.attrs["num_classes"] = np.int32(4)
+        if logits is not None:
+            g.attrs["kind"], g.attrs["k"] = "logits", np.int32(4)
+            g.create_dataset("logits", data=logits)
+        else:
+            g.attrs["kind"], g.attrs["k"] = "topk", np.int32(idx.shape[1])
+            g.create_dataset("topk_idx", data=idx)
+            g.create_dataset("topk_logp", data=logp)
+
+def distill_fails(data, *extra, code=1, mentions=()):
+    line = k.fails("distill", "--model", P("m.json"), "--data", data, "--out", P("ck.h5"),
+                   "--epochs", 1, "--quiet", *extra, code=code, mentions=mentions)
+    assert open(P("ck.h5"), "rb").read() == ck_bytes, f"--out changed by a failed run: {line}"
+    assert not os.path.exists(P("ck.h5.tmp"))
+    print("ok:", line)
+
+zt = rng.standard_normal((200, 4)).astype(np.float32)
+with_teacher(P("teacher.h5"), logits=zt)
+for name, value in (("inf", np.inf), ("ninf", -np.inf), ("tnan", np.nan)):
+    bad_t = zt.copy()
+    bad_t[11, 2] = value
+    with_teacher(P(f"{name}.h5"), logits=bad_t)
+    distill_fails(P(f"{name}.h5"), mentions=[f"{name}.h5", "/teacher/logits", "11"])
+idx = np.tile(np.array([1, 3], np.int32), (200, 1))
+logp = np.log(np.tile(np.array([0.6, 0.3], np.float32), (200, 1)))
+bad_lp = logp.copy()
+bad_lp[13, 1] = np.nan
+with_teacher(P("topknan.h5"), idx=idx, logp=bad_lp)
+distill_fails(P("topknan.h5"), mentions=["topknan.h5", "/teacher/topk_logp", "13"])
+with_teacher(P("trows.h5"), logits=zt[:150])
+distill_fails(P("trows.h5"), mentions=["trows.h5", "150", "200"])
+with_teacher(P("krows.h5"), idx=idx, logp=logp[:100])
+distill_fails(P("krows.h5"), mentions=["krows.h5", "/teacher/topk_logp", "100"])
+with_teacher(P("trank.h5"), logits=zt.reshape(200, 2, 2))
+distill_fails(P("trank.h5"), mentions=["trank.h5", "/teacher/logits"])
+with_teacher(P("ti8.h5"), logits=zt.astype(np.int8))
+distill_fails(P("ti8.h5"), mentions=["ti8.h5", "int8"])
+for flags in (["--temperature", "0"], ["--temperature", "-2"], ["--alpha", "-0.1"],
+              ["--alpha", "1.01"], ["--loss", "kl"], ["--beta", "0"], ["--skew", "-1"]):
+    distill_fails(P("teacher.h5"), *flags, code=2, mentions=[flags[0]])
+
+# spec sizes whose product overflows, sizes beyond any device, non-integer and huge kernels
+for name, spec_bad, what in (
+        ("ovf_input", {"input": [1 << 21, 1 << 21, 1 << 21], "layers": [
+            {"type": "flatten"}, {"type": "dense", "units": 4}]}, "input"),
+        ("ovf_dense", {"input": [16], "layers": [{"type": "dense", "units": 1 << 62}]}, "units"),
+        ("ovf_conv", {"input": [3, 64, 64], "layers": [
+            {"type": "conv2d", "filters": 1 << 40, "kernel": 3}]}, "filters"),
+        ("ovf_product", {"input": [65536, 65536, 65536], "layers": [
+            {"type": "conv2d", "filters": 65536, "kernel": 1}]}, "ovf_product"),
+        ("kernel_frac", {"input": [1, 8, 8], "layers": [
+            {"type": "conv2d", "filters": 2, "kernel": 2.5}, {"type": "flatten"},
+            {"type": "dense", "units": 4}]}, "kernel"),
+        ("kernel_huge", {"input": [1, 8, 8], "layers": [
+            {"type": "conv2d", "filters": 2, "kernel": 1e300}]}, "kernel"),
+        ("pool_huge", {"input": [1, 8, 8], "layers": [
+            {"type": "maxpool2d", "size": 1 << 62}]}, "size")):
+    write_spec(P(f"{name}.json"), spec_bad)
+    train_fails(model=P(f"{name}.json"), mentions=[f"{name}.json", what])
+
+# flags out of range
+for flag, value in (("--lr", "-1"), ("--epochs", "0"), ("--epochs", "99999999999999999999"),
+                    ("--momentum", "1"), ("--eps", "0"), ("--checkpoint-every", "-1"),
+                    ("--seed", "-1"), ("--warmup-steps", "-3"), ("--lr-gamma", "2"),
+                    ("--weight-decay", "-1"), ("--clip-grad-norm", "-1"), ("--log-every", "0"),
+                    ("--lr-schedule", "linear"), ("--batch", "16777217")):
+    train_fails(extra=[flag, value], code=2, mentions=[flag])
+
+# an output directory that cannot be written (root writes anywhere mode bits allow nothing, so as
+# root a read-only pseudo file system stands in)
+if os.geteuid() != 0:
+    os.makedirs(P("ro"), exist_ok=True)
+    os.chmod(P("ro"), 0o555)
+    ro_out = P("ro/ck.h5")
+else:
+    ro_out = "/proc/kdcl-test-ck.h5"
+k.fails("train", "--model", P("m.json"), "--data", P("good.h5"), "--out", ro_out, "--quiet",
+        mentions=["--out", ro_out])
+k.fails("predict", "--checkpoint", P("ck.h5"), "--data", P("good.h5"), "--out", ro_out,
+        mentions=[ro_out])
+assert not os.path.exists(ro_out)
+
+# a batch whose activations exceed the device's largest buffer (CL_DEVICE_MAX_MEM_ALLOC_SIZE):
+# a conv layer of 256 x 128 x 128 floats per row and just enough (all-zero, compressed) rows
+dev = json.loads(k.run("devices", "--json").stdout)["devices"][0]
+rows = int(1.25 * dev["max_alloc_bytes"] / (256 * 128 * 128 * 4)) + 1
+with h5py.File(P("bigrows.h5"), "w") as f:
+    f.create_dataset("inputs/x", shape=(rows, 1, 128, 128), dtype=np.uint8,
+                     chunks=(1, 1, 128, 128), compression="gzip")
+    f.create_dataset("labels/y", data=np.zeros(rows, np.int32)).attrs["num_classes"] = 4
+write_spec(P("wide_conv.json"), {"input": [1, 128, 128], "layers": [
+    {"type": "conv2d", "filters": 256, "kernel": 3, "padding": 1}, {"type": "relu"},
+    {"type": "global_avgpool"}, {"type": "flatten"}, {"type": "dense", "units": 4}]})
+train_fails(data=P("bigrows.h5"), model=P("wide_conv.json"), extra=["--batch", rows],
+            mentions=["--batch", "MiB"])
 print("all bad-input cases refused cleanly")

@@ -22,6 +22,8 @@ static const gemm_case cases[] = {
     {33, 17, 65, 1.0f, 1.0f, 1, 5},    {130, 257, 31, -0.75f, 0.25f, 7, 3},
     {9, 11, 0, 2.0f, 0.5f, 2, 1},      {64, 96, 128, 1.0f, 0.0f, 0, 0},
     {67, 100, 129, 1.25f, 0.0f, 5, 9}, {16, 33, 17, 1.0f, 2.0f, 0, 1},
+    /* long k, enough rows: the built-in GEMM's blocked kernels (NN, TN, TT) */
+    {150, 140, 1030, 0.5f, -0.25f, 3, 5},
 };
 
 /* op(X)[r][c] of a stored matrix; trans means X is stored [cols][rows]. */
