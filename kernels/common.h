@@ -52,7 +52,11 @@ KD_DEFINE_GROUP_REDUCE(kd_group_max4, float4, KD_WG, fmax)
 #define KD_ACT_TANH 2
 #define KD_ACT_SIGMOID 3
 
-inline float kd_act(int act, float v) {
+/* Always inlined: a call left in a loop (the gelu branch is over the inliner's threshold)
+ * keeps PoCL from vectorizing it, and a constant act then folds to one formula. */
+#define KD_ALWAYS_INLINE inline __attribute__((always_inline))
+
+KD_ALWAYS_INLINE float kd_act(int act, float v) {
   if (act == KD_ACT_RELU) return v < 0.0f ? 0.0f : v; /* NaN passes through, as in torch.relu */
   if (act == KD_ACT_GELU) return 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
   if (act == KD_ACT_TANH) return tanh(v);
@@ -62,7 +66,7 @@ inline float kd_act(int act, float v) {
 
 /* dy * act'(.) from one saved value a: the forward output (a_is_output = 1) or the forward
  * input (0). relu, tanh and sigmoid work from either; gelu needs the input. */
-inline float kd_act_grad(int act, float g, float a, int a_is_output) {
+KD_ALWAYS_INLINE float kd_act_grad(int act, float g, float a, int a_is_output) {
   if (act == KD_ACT_RELU) return a > 0.0f ? g : 0.0f; /* y > 0 exactly when x > 0 */
   if (act == KD_ACT_GELU) {
     /* d/dx [x Phi(x)] = Phi(x) + x phi(x) */
@@ -80,13 +84,13 @@ inline float kd_act_grad(int act, float g, float a, int a_is_output) {
 
 /* kd_act and kd_act_grad on 4 values: the same expressions lane by lane (relu, and tanh and
  * sigmoid from their outputs, in vector form; the rest element by element), so the same bits. */
-inline float4 kd_act4(int act, float4 v) {
+KD_ALWAYS_INLINE float4 kd_act4(int act, float4 v) {
   if (act == KD_ACT_NONE) return v;
   if (act == KD_ACT_RELU) return select(v, (float4)(0.0f), isless(v, (float4)(0.0f)));
   return (float4)(kd_act(act, v.x), kd_act(act, v.y), kd_act(act, v.z), kd_act(act, v.w));
 }
 
-inline float4 kd_act_grad4(int act, float4 g, float4 a, int a_is_output) {
+KD_ALWAYS_INLINE float4 kd_act_grad4(int act, float4 g, float4 a, int a_is_output) {
   if (act == KD_ACT_RELU) return select((float4)(0.0f), g, isgreater(a, (float4)(0.0f)));
   if (act == KD_ACT_TANH && a_is_output) return g * (1.0f - a * a);
   if (act == KD_ACT_SIGMOID && a_is_output) return g * a * (1.0f - a);
@@ -97,7 +101,7 @@ inline float4 kd_act_grad4(int act, float4 g, float4 a, int a_is_output) {
 /* ---- Narrow-row kernels on CPUs (kernels/loss.cl, distill_loss.cl): KD_ROWS_V rows per
  * work-item, one per lane of a float16. ---- */
 #ifndef KD_ROWS_WG
-#define KD_ROWS_WG 2 /* work-items per group: 16 x 2 rows, so a batch of 128 spreads over 4 groups */
+#define KD_ROWS_WG 2 /* work-items per group: 2 x 16 rows, so a batch of 128 makes 4 groups */
 #endif
 #define KD_ROWS_V 16
 #ifdef KD_FPGA

@@ -38,10 +38,20 @@ __kernel KD_REQD_WG_1D void kd_conv_im2col(__global float *col, uint col_off,
   const uint kh = kd_conv_div(k, kw_mul, kw_sh), kw = k - kh * KW;
   __global const float *xp = x + x_off + (img * C + c) * H * W;
   __global float *out = col + col_off + r * N + img * OH * OW;
+  /* Stride 1: the columns ow in [lo, hi) read x (iw = ow + kw - pad in [0, W)), the rest are
+   * padding; splitting the row so leaves a plain copy the compiler vectorizes. */
+  const uint lo = min(kw < pad ? pad - kw : 0u, OW);
+  const uint hi = max(lo, W + pad > kw ? min(OW, W + pad - kw) : 0u);
   for (uint oh = 0; oh < OH; oh++, out += OW) {
     const uint ih = oh * stride + kh - pad;
     if (ih >= H) {
       for (uint ow = 0; ow < OW; ow++) out[ow] = 0.0f;
+    } else if (stride == 1) {
+      __global const float *xr = xp + ih * W;
+      uint ow = 0;
+      for (; ow < lo; ow++) out[ow] = 0.0f;
+      for (; ow < hi; ow++) out[ow] = xr[ow + kw - pad]; /* >= 0 here: no wrap */
+      for (; ow < OW; ow++) out[ow] = 0.0f;
     } else {
       __global const float *xr = xp + ih * W;
       for (uint ow = 0; ow < OW; ow++) {
@@ -76,11 +86,10 @@ __kernel KD_REQD_WG_1D void kd_conv_col2im(__global float *dx, uint dx_off,
     if (t >= OH * stride || t != oh * stride) continue;
     for (uint kw = 0; kw < KW; kw++) {
       __global const float *src = dc + (kh * KW + kw) * N + oh * OW;
-      if (stride == 1) {
-        for (uint ow = 0; ow < OW; ow++) {
-          const uint w = ow + kw - pad;
-          if (w < W) out[w] += src[ow];
-        }
+      if (stride == 1) { /* w = ow + kw - pad is in [0, W) for ow in [lo, hi): no test inside */
+        const uint lo = min(kw < pad ? pad - kw : 0u, OW);
+        const uint hi = max(lo, W + pad > kw ? min(OW, W + pad - kw) : 0u);
+        for (uint ow = lo; ow < hi; ow++) out[ow + kw - pad] += src[ow];
       } else {
         for (uint ow = 0; ow < OW; ow++) {
           const uint w = ow * stride + kw - pad;

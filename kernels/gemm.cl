@@ -49,7 +49,7 @@ inline float kd_gemm_hsum16(float16 v) {
 
 /* kd_act_grad on 16 values: the same expressions lane by lane (relu, and tanh and sigmoid from
  * their outputs, in vector form; the rest element by element), so the same bits. */
-inline float16 kd_act_grad16(int act, float16 g, float16 a, int a_is_output) {
+KD_ALWAYS_INLINE float16 kd_act_grad16(int act, float16 g, float16 a, int a_is_output) {
   if (act == KD_ACT_RELU) return select((float16)(0.0f), g, isgreater(a, (float16)(0.0f)));
   if (act == KD_ACT_TANH && a_is_output) return g * (1.0f - a * a);
   if (act == KD_ACT_SIGMOID && a_is_output) return g * a * (1.0f - a);

@@ -68,10 +68,24 @@ __kernel KD_REQD_WG_1D void kd_maxpool2d_forward(__global float *y, uint y_off,
   }
 }
 
-/* kd_maxpool2d_forward for size 2, stride 2, no padding (the common case): each window's four
- * elements compared in straight-line code, in the same row-major order with the same rule, so
- * the same results; 2.6x faster under PoCL than the general loops over clipped windows (a
- * twin for the backward pass measured slower than the general one, so there is none). */
+/* kd_maxpool2d_forward for size 2, stride 2, no padding (the common case). Four windows at a
+ * time: their elements come from two float8 loads (one per input row) and are compared as
+ * float4s with selects, in the same row-major order and with the same rule as the general
+ * kernel (greater, or NaN, replaces), so the same results; the rest of the row one window at a
+ * time. Branch-free: which element wins is data, and after a relu half the values tie at 0,
+ * so branches on it mispredict. */
+#define KD_POOL_TAKE(best, bi, v, idx)                  \
+  {                                                     \
+    int take_ = (v) > (best) || isnan(v);               \
+    (best) = take_ ? (v) : (best);                      \
+    (bi) = take_ ? (idx) : (bi);                        \
+  }
+#define KD_POOL_TAKE4(best, bi, v, idx)                 \
+  {                                                     \
+    int4 take_ = isgreater((v), (best)) | isnan(v);     \
+    (best) = select((best), (v), take_);                \
+    (bi) = select((bi), (idx), take_);                  \
+  }
 __kernel KD_REQD_WG_1D void kd_maxpool2d_forward_2x2(__global float *y, uint y_off,
                                                      __global int *argmax, uint am_off,
                                                      __global const float *x, uint x_off,
@@ -84,24 +98,66 @@ __kernel KD_REQD_WG_1D void kd_maxpool2d_forward_2x2(__global float *y, uint y_o
   __global const float *x0 = x + x_off + p * H * W + (uint)r0, *x1 = x0 + W;
   __global float *yr = y + y_off + ro * OW;
   __global int *ar = argmax + am_off + ro * OW;
-  for (uint ow = 0; ow < OW; ow++) {
-    uint w = 2 * ow;
+  uint ow = 0;
+  for (; ow + 4 <= OW; ow += 4) {
+    float8 u = vload8(0, x0 + 2 * ow), d = vload8(0, x1 + 2 * ow);
+    int4 col = (int4)(0, 2, 4, 6) + (int)(2 * ow) + r0;
     /* the first element always wins against the initial -inf (or ties it at -inf) */
-    float best = x0[w], v;
-    int bi = r0 + (int)w;
-#define KD_POOL_TAKE(val, idx)    \
-  v = (val);                      \
-  if (v > best || isnan(v)) {     \
-    best = v;                     \
-    bi = (idx);                   \
+    float4 best = u.even;
+    int4 bi = col;
+    KD_POOL_TAKE4(best, bi, u.odd, col + 1)
+    KD_POOL_TAKE4(best, bi, d.even, col + (int)W)
+    KD_POOL_TAKE4(best, bi, d.odd, col + (int)W + 1)
+    vstore4(best, 0, yr + ow);
+    vstore4(bi, 0, ar + ow);
   }
-    KD_POOL_TAKE(x0[w + 1], r0 + (int)w + 1)
-    KD_POOL_TAKE(x1[w], r0 + (int)(W + w))
-    KD_POOL_TAKE(x1[w + 1], r0 + (int)(W + w) + 1)
-#undef KD_POOL_TAKE
+  for (; ow < OW; ow++) {
+    uint w = 2 * ow;
+    int i = r0 + (int)w;
+    float best = x0[w];
+    int bi = i;
+    KD_POOL_TAKE(best, bi, x0[w + 1], i + 1)
+    KD_POOL_TAKE(best, bi, x1[w], i + (int)W)
+    KD_POOL_TAKE(best, bi, x1[w + 1], i + (int)W + 1)
     yr[ow] = best;
     ar[ow] = bi;
   }
+}
+
+/* kd_maxpool2d_backward for size 2, stride 2, no padding: windows do not overlap, so each input
+ * element gets its window's dy when it is the argmax, else 0 (0 + dy, as the general kernel
+ * sums it: the same bits, -0 included). One work-item per input row, four windows at a time,
+ * branch-free. */
+__kernel KD_REQD_WG_1D void kd_maxpool2d_backward_2x2(__global float *dx, uint dx_off,
+                                                      __global const float *dy, uint dy_off,
+                                                      __global const int *argmax, uint am_off,
+                                                      uint planes, uint H, uint W, uint OH,
+                                                      uint OW) {
+  uint ri = get_global_id(0);
+  if (ri >= planes * H) return;
+  uint p = ri / H, h = ri - p * H, oh = h / 2;
+  __global float *dr = dx + dx_off + ri * W;
+  uint w = 0;
+  if (oh < OH) {
+    __global const int *am = argmax + am_off + (p * OH + oh) * OW;
+    __global const float *g = dy + dy_off + (p * OH + oh) * OW;
+    int row0 = (int)(h * W);
+    uint ow = 0;
+    for (; ow + 4 <= OW; ow += 4) {
+      int4 col = vload4(0, am + ow) - row0 - ((int4)(0, 2, 4, 6) + (int)(2 * ow));
+      float4 gv = 0.0f + vload4(0, g + ow);
+      float4 even = select((float4)(0.0f), gv, col == 0), odd = select((float4)(0.0f), gv, col == 1);
+      vstore8(shuffle2(even, odd, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, dr + 2 * ow);
+    }
+    for (; ow < OW; ow++) {
+      int col = am[ow] - row0 - (int)(2 * ow);
+      float gv = 0.0f + g[ow];
+      dr[2 * ow] = col == 0 ? gv : 0.0f;
+      dr[2 * ow + 1] = col == 1 ? gv : 0.0f;
+    }
+    w = 2 * OW;
+  }
+  for (; w < W; w++) dr[w] = 0.0f; /* an odd last column or row outside every window */
 }
 
 /* dx[p, h, w] = sum of dy[p, oh, ow] over the windows containing (h, w) whose argmax is

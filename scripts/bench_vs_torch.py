@@ -17,7 +17,8 @@ alpha = 0.5), the same with labels only, the 256-unit MLP, and the CNN teacher
 own CPU detection: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are dropped before torch loads it.
 
 usage: /usr/bin/python3 scripts/bench_vs_torch.py [--kdcl build/kdcl] [--threads 2]
-           [--rounds 3] [--cases mlp-kd,mlp-ce,mlp-256,cnn] [--profile] [--json OUT.json]
+           [--rounds 3] [--cases mlp-kd,mlp-ce,mlp-256,cnn] [--profile] [--omp-passive]
+           [--json OUT.json]
 """
 import argparse
 import json
@@ -30,6 +31,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
     os.environ.pop(var, None)  # before torch loads OpenBLAS
+if "--omp-passive" in sys.argv[1:]:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # before torch loads libgomp
 
 CASES = {
     # name: (spec, loss, timed steps, warm-up steps)
@@ -100,6 +103,9 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="print kdcl's kernel profile for each case (what limits it)")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE for PyTorch: its spinning OpenMP threads slow "
+                         "down 10-100x when other processes hold the cores (a shared machine)")
     args = ap.parse_args()
     if not os.access(args.kdcl, os.X_OK):
         sys.exit(f"bench_vs_torch: no kdcl binary at {args.kdcl} (build it, or --kdcl)")
@@ -115,8 +121,12 @@ def main():
                 if l.startswith("model name")), "?")
     print(f"CPU: {cpu}, {os.cpu_count()} cores, {args.threads} threads each side; load average "
           f"{os.getloadavg()[0]:.2f}")
-    print(f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads); kdcl {args.kdcl}; "
+    print(f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads, OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY', 'default')}); kdcl {args.kdcl}; "
           f"batch {args.batch}, AdamW, kd: T={TEMPERATURE:g} alpha={ALPHA:g}")
+    if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+        print("warning: the machine is busy (load average above); PyTorch's figures will be "
+              "noisy (try --omp-passive, or a quiet machine)")
     hdr = f"{'case':<8} {'round':>5} | {'kdcl samples/s':>14} {'torch samples/s':>15} {'ratio':>6} " \
           f"| {'kdcl ms':>8} {'torch ms':>8} {'launches':>8}"
     print(hdr)

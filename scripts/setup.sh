@@ -10,7 +10,8 @@ packages=(
   ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo
   libclblast-dev libhdf5-dev hdf5-tools libcjson-dev libcmocka-dev zlib1g-dev
   dataset-fashion-mnist
-  python3 python3-h5py python3-numpy python3-torch python3-venv
+  python3 python3-h5py python3-numpy python3-torch python3-matplotlib
+  libopenblas0-pthread python3-threadpoolctl python3-venv
 )
 packages+=(valgrind)  # scripts/test.sh runs the host-only unit tests under memcheck
 # scripts/fuzz.sh (setup.sh --fuzz): clang and its libFuzzer/sanitizer runtimes

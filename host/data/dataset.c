@@ -33,12 +33,14 @@ static hid_t open_with_cache(hid_t file, const char *name) {
   hid_t type = H5Dget_type(d);
   hid_t space = H5Dget_space(d);
   size_t chunk_bytes = 0, total_bytes = 0;
-  if (dcpl >= 0 && type >= 0 && space >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+  /* A damaged file can report a type size or a chunk dimension of 0: no cache then. */
+  if (dcpl >= 0 && type >= 0 && space >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED &&
+      H5Tget_size(type) > 0) {
     hsize_t cd[32];
     int nd = H5Pget_chunk(dcpl, 32, cd);
     hssize_t np = H5Sget_simple_extent_npoints(space);
     chunk_bytes = total_bytes = H5Tget_size(type);
-    for (int i = 0; i < nd; i++)
+    for (int i = 0; i < nd && chunk_bytes > 0; i++)
       chunk_bytes = cd[i] > SIZE_MAX / chunk_bytes ? SIZE_MAX : chunk_bytes * (size_t)cd[i];
     total_bytes =
         np < 0 || (uint64_t)np > SIZE_MAX / total_bytes ? SIZE_MAX : total_bytes * (size_t)np;

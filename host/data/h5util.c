@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void kd_h5_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -181,6 +183,118 @@ int kd_h5_fail(kd_error *err, const char *fmt, ...) {
   return -1;
 }
 
+/* ---- Checking a file in a separate process ----
+ *
+ * libhdf5 1.10 (Debian 12's) trusts the metadata it decodes: a damaged or hostile file can make
+ * it read out of bounds, crash or loop for ever (fuzzing found global-heap, local-heap and
+ * attribute-message cases within seconds). Nothing kdcl can check beforehand catches all of
+ * them, so a file is first opened in a forked child that walks everything kdcl could touch:
+ * every object and attribute, and their values within a total budget (not strings and
+ * references: kdcl reads strings with its own checked code, read_vl_string, and never reads
+ * references). A child that dies or hangs means the file would have done that to kdcl; one
+ * that survives means the same reads are safe here. HDF5 errors in the child are ignored: the
+ * open after it reports them. */
+
+/* The sanitizers' death callback (libFuzzer installs one that saves the input as a crash): a
+ * child that trips a sanitizer must only die. Weak, so plain builds need no sanitizer. */
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+typedef struct walk_budget {
+  size_t bytes_left; /* dataset and attribute values read so far count against it */
+} walk_budget;
+
+/* Reads all values of an attribute or dataset when they fit the budget. */
+static void walk_values(hid_t obj, int is_attr, walk_budget *b) {
+  hid_t type = is_attr ? H5Aget_type(obj) : H5Dget_type(obj);
+  hid_t space = is_attr ? H5Aget_space(obj) : H5Dget_space(obj);
+  hid_t mem = type >= 0 ? H5Tget_native_type(type, H5T_DIR_ASCEND) : H5I_INVALID_HID;
+  hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+  size_t size = mem >= 0 ? H5Tget_size(mem) : 0;
+  int vl = mem >= 0 && (H5Tdetect_class(mem, H5T_VLEN) > 0 ||
+                        H5Tdetect_class(mem, H5T_STRING) > 0 ||
+                        H5Tdetect_class(mem, H5T_REFERENCE) > 0);
+  if (!vl && n > 0 && size > 0 && (size_t)n <= b->bytes_left / size) {
+    void *buf = calloc((size_t)n, size);
+    if (buf) {
+      b->bytes_left -= (size_t)n * size;
+      if (is_attr)
+        H5Aread(obj, mem, buf);
+      else
+        H5Dread(obj, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+      free(buf);
+    }
+  }
+  if (mem >= 0) H5Tclose(mem);
+  if (space >= 0) H5Sclose(space);
+  if (type >= 0) H5Tclose(type);
+}
+
+static herr_t walk_attr(hid_t loc, const char *name, const H5A_info_t *info, void *data) {
+  (void)info;
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  if (a >= 0) {
+    walk_values(a, 1, data);
+    H5Aclose(a);
+  }
+  return 0;
+}
+
+static herr_t walk_object(hid_t file, const char *name, const H5O_info_t *info, void *data) {
+  hid_t o = H5Oopen(file, name, H5P_DEFAULT);
+  if (o < 0) return 0;
+  hsize_t idx = 0;
+  H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, walk_attr, data);
+  if (info->type == H5O_TYPE_DATASET) walk_values(o, 0, data);
+  H5Oclose(o);
+  return 0;
+}
+
+static int check_seconds(void) {
+  const char *env = getenv("KDCL_H5_CHECK_SECONDS");
+  long v = env && *env ? strtol(env, NULL, 10) : 0;
+  return v > 0 && v < 100000 ? (int)v : 30;
+}
+
+/* 0 when libhdf5 read the whole file in a child without dying or hanging; else -1 and the
+ * message. */
+static int check_in_child(const char *path, kd_error *err) {
+  int seconds = check_seconds();
+  pid_t pid = fork();
+  if (pid < 0) return 0; /* no process to spare: open it directly, as before */
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(NULL);
+    signal(SIGALRM, SIG_DFL);
+    alarm((unsigned)seconds);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t fapl = kd_h5_fapl_read_create();
+    hid_t f = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : H5I_INVALID_HID;
+    if (f >= 0) {
+      walk_budget b = {(size_t)16 << 20};
+      H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, walk_object, &b, H5O_INFO_BASIC);
+    }
+    _exit(0); /* no atexit handlers, no stdio flushes, no HDF5 shutdown */
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return 0;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  if (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM ||
+                              WTERMSIG(status) == SIGHUP))
+    return kd_fail(err, "%s: interrupted while checking the file", path);
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+    return kd_fail(err,
+                   "%s: damaged HDF5 file: libhdf5 did not finish reading its metadata in %d s "
+                   "(KDCL_H5_CHECK_SECONDS sets the limit)",
+                   path, seconds);
+  return kd_fail(err, "%s: damaged HDF5 file: libhdf5 crashes reading it (%s)", path,
+                 WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "checked in a child process");
+}
+
 int kd_h5_open_read(const char *path, hid_t *file, kd_error *err) {
   kd_h5_init();
   *file = H5I_INVALID_HID;
@@ -192,6 +306,7 @@ int kd_h5_open_read(const char *path, hid_t *file, kd_error *err) {
   if (S_ISDIR(st.st_mode)) return kd_fail(err, "%s: is a directory, not an HDF5 file", path);
   if (access(path, R_OK) != 0) return kd_fail(err, "%s: %s", path, strerror(errno));
   if (st.st_size == 0) return kd_fail(err, "%s: empty file, not an HDF5 file", path);
+  if (check_in_child(path, err)) return -1;
   hid_t fapl = kd_h5_fapl_read_create();
   if (fapl < 0) return kd_h5_fail(err, "%s: setting up file access", path);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
@@ -542,6 +657,136 @@ int kd_h5_write_string_dataset(hid_t loc, const char *name, const char *text, kd
   return rc;
 }
 
+/* ---- Variable-length strings, read without libhdf5's global-heap code ----
+ *
+ * libhdf5 1.10's H5HG_read trusts the heap object index and the lengths a file holds (a damaged
+ * file makes it copy out of bounds or loop for ever). kdcl reads its variable-length strings
+ * itself instead: a conversion into a tagged opaque type hands over the raw descriptor the file
+ * stores (length, collection address, object index), and the object is found by walking its
+ * global heap collection with every offset checked. */
+#define KD_VL_RAW_TAG "kdcl raw variable-length descriptor"
+
+static herr_t vl_raw_conv(hid_t src, hid_t dst, H5T_cdata_t *cdata, size_t nelmts,
+                          size_t buf_stride, size_t bkg_stride, void *buf, void *bkg, hid_t dxpl) {
+  (void)nelmts, (void)buf_stride, (void)bkg_stride, (void)buf, (void)bkg, (void)dxpl;
+  if (cdata->command == H5T_CONV_INIT) {
+    cdata->need_bkg = H5T_BKG_NO;
+    if (H5Tget_class(src) != H5T_STRING || H5Tis_variable_str(src) <= 0 ||
+        H5Tget_class(dst) != H5T_OPAQUE)
+      return -1;
+    char *tag = H5Tget_tag(dst);
+    int ours = tag && !strcmp(tag, KD_VL_RAW_TAG);
+    H5free_memory(tag);
+    return ours ? 0 : -1;
+  }
+  if (cdata->command == H5T_CONV_CONV) /* the file's descriptor bytes are the result */
+    return H5Tget_size(src) == H5Tget_size(dst) ? 0 : -1;
+  return 0; /* H5T_CONV_FREE */
+}
+
+static uint64_t le_bytes(const unsigned char *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = n; i-- > 0;) v = v << 8 | p[i];
+  return v;
+}
+
+/* The len bytes of object idx of the global heap collection at addr (relative to the file's
+ * base address), read with pread from the file obj lives in; NUL-terminated in *out. */
+static int read_heap_object(hid_t obj, uint64_t addr, uint32_t idx, uint32_t len,
+                            const char *what, char **out, kd_error *err) {
+  const char *damaged = "damaged HDF5 file: its variable-length string";
+  hid_t file = H5Iget_file_id(obj);
+  hid_t fcpl = file >= 0 ? H5Fget_create_plist(file) : H5I_INVALID_HID;
+  size_t sizeof_addr = 0, sizeof_size = 0;
+  hsize_t base = 0;
+  char name[4096] = "";
+  int ok = fcpl >= 0 && H5Pget_sizes(fcpl, &sizeof_addr, &sizeof_size) >= 0 &&
+           H5Pget_userblock(fcpl, &base) >= 0 && file >= 0 &&
+           H5Fget_name(file, name, sizeof name) > 0;
+  if (fcpl >= 0) H5Pclose(fcpl);
+  if (file >= 0) H5Fclose(file);
+  if (!ok) return kd_h5_fail(err, "%s", what);
+  size_t L = sizeof_size;
+  if (L != 2 && L != 4 && L != 8)
+    return kd_fail(err, "%s: %s has an unsupported length size", what, damaged);
+  int fd = open(name, O_RDONLY);
+  if (fd < 0) return kd_fail(err, "%s: %s", name, strerror(errno));
+  struct stat st;
+  unsigned char hdr[16];
+  uint64_t size = 0, at = 0;
+  unsigned char *heap = NULL;
+  int rc = -1;
+  if (fstat(fd, &st) != 0 || addr > UINT64_MAX - base) goto bad;
+  at = base + addr;
+  if (at > (uint64_t)st.st_size || (uint64_t)st.st_size - at < 8 + L ||
+      pread(fd, hdr, 8 + L, (off_t)at) != (ssize_t)(8 + L) || memcmp(hdr, "GCOL", 4) || hdr[4] != 1)
+    goto bad;
+  size = le_bytes(hdr + 8, L);
+  if (size < 8 + L || size > (uint64_t)st.st_size - at || size > ((uint64_t)1 << 30)) goto bad;
+  heap = malloc((size_t)size);
+  if (!heap) {
+    rc = kd_fail(err, "%s: out of memory", what);
+    goto done;
+  }
+  if (pread(fd, heap, (size_t)size, (off_t)at) != (ssize_t)size) goto bad;
+  for (uint64_t p = 8 + L; p + 8 + L <= size;) {
+    uint32_t i = (uint32_t)le_bytes(heap + p, 2);
+    uint64_t n = le_bytes(heap + p + 8, L);
+    if (i == 0) break; /* free space: the rest of the collection */
+    if (n > size - p - 8 - L) break;
+    if (i == idx) {
+      if (n < len) break;
+      *out = malloc((size_t)len + 1);
+      if (!*out) {
+        rc = kd_fail(err, "%s: out of memory", what);
+        goto done;
+      }
+      memcpy(*out, heap + p + 8 + L, len);
+      (*out)[len] = '\0';
+      rc = 0;
+      goto done;
+    }
+    p += 8 + L + (n + 7) / 8 * 8;
+  }
+bad:
+  rc = kd_fail(err, "%s: %s is not where the file says (global heap object %u at %" PRIu64 ")",
+               what, damaged, (unsigned)idx, addr);
+done:
+  free(heap);
+  close(fd);
+  return rc;
+}
+
+/* Reads the one variable-length string of obj (an attribute or a dataset) into *out. */
+static int read_vl_string(hid_t obj, int is_attr, const char *what, char **out, kd_error *err) {
+  static int registered;
+  if (!registered) {
+    hid_t vl = H5Tcopy(H5T_C_S1), raw = H5Tcreate(H5T_OPAQUE, 16);
+    registered = vl >= 0 && raw >= 0 && H5Tset_size(vl, H5T_VARIABLE) >= 0 &&
+                 H5Tset_tag(raw, KD_VL_RAW_TAG) >= 0 &&
+                 H5Tregister(H5T_PERS_SOFT, "kdcl_vl_raw", vl, raw, vl_raw_conv) >= 0;
+    if (vl >= 0) H5Tclose(vl);
+    if (raw >= 0) H5Tclose(raw);
+    if (!registered) return kd_h5_fail(err, "%s: setting up the string reader", what);
+  }
+  hid_t raw = H5Tcreate(H5T_OPAQUE, 16);
+  unsigned char d[16];
+  if (raw < 0 || H5Tset_tag(raw, KD_VL_RAW_TAG) < 0) {
+    if (raw >= 0) H5Tclose(raw);
+    return kd_h5_fail(err, "%s", what);
+  }
+  herr_t r = is_attr ? H5Aread(obj, raw, d) : H5Dread(obj, raw, H5S_ALL, H5S_ALL, H5P_DEFAULT, d);
+  H5Tclose(raw);
+  if (r < 0) return kd_h5_fail(err, "%s: cannot read the string", what);
+  uint32_t len = (uint32_t)le_bytes(d, 4), idx = (uint32_t)le_bytes(d + 12, 4);
+  uint64_t addr = le_bytes(d + 4, 8);
+  if (len == 0) {
+    *out = strdup("");
+    return *out ? 0 : kd_fail(err, "%s: out of memory", what);
+  }
+  return read_heap_object(obj, addr, idx, len, what, out, err);
+}
+
 /* Reads one string from an attribute (is_attr) or dataset of string type into malloc'd *out. */
 static int read_string_obj(hid_t obj, int is_attr, const char *what, char **out, kd_error *err) {
   *out = NULL;
@@ -568,19 +813,7 @@ static int read_string_obj(hid_t obj, int is_attr, const char *what, char **out,
   htri_t vl = H5Tis_variable_str(ftype);
   mtype = H5Tcopy(H5T_C_S1);
   if (vl > 0) {
-    if (mtype < 0 || H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Tset_cset(mtype, cset) < 0) {
-      kd_h5_fail(err, "%s", what);
-      goto done;
-    }
-    char *p = NULL;
-    herr_t r =
-        is_attr ? H5Aread(obj, mtype, &p) : H5Dread(obj, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, &p);
-    if (r < 0) {
-      kd_h5_fail(err, "%s: cannot read the string", what);
-      goto done;
-    }
-    *out = strdup(p ? p : "");
-    H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, &p);
+    if (read_vl_string(obj, is_attr, what, out, err)) goto done;
   } else {
     size_t size = H5Tget_size(ftype);
     if (size == 0 || size > ((size_t)1 << 30)) {

@@ -102,15 +102,14 @@ int kd_distill_forward_backward(kd_device *dev, const kd_distill_config *cfg, kd
   int rows = kd_loss_rows_path(dev, C);
   size_t g = rows ? (B + KD_LOSS_ROWS_V - 1) / KD_LOSS_ROWS_V : B * KD_WG;
   size_t l = rows ? KD_LOSS_ROWS_WG : KD_WG;
-  return KD_RUN(dev,
-                rows ? "kd_distill_dense_forward_backward_rows" : "kd_distill_dense_forward_backward",
-                1, &g, &l, err, KD_MEM(ce_rows.buf),
-                KD_UINT(ce_rows.off), KD_MEM(kd_rows.buf), KD_UINT(kd_rows.off), KD_MEM(dl.buf),
-                KD_UINT(dl.off), KD_INT(want_grad), KD_MEM(logits.buf), KD_UINT(logits.off),
-                KD_MEM(labels.buf), KD_UINT(labels.off), KD_MEM(tl.buf), KD_UINT(tl.off),
-                KD_UINT(B), KD_UINT(C), KD_INT(cfg->loss), KD_FLOAT(cfg->temperature),
-                KD_FLOAT(effective_alpha(cfg)), KD_FLOAT(cfg->beta), KD_FLOAT(cfg->skew),
-                KD_FLOAT(grad_scale));
+  const char *name =
+      rows ? "kd_distill_dense_forward_backward_rows" : "kd_distill_dense_forward_backward";
+  return KD_RUN(dev, name, 1, &g, &l, err, KD_MEM(ce_rows.buf), KD_UINT(ce_rows.off),
+                KD_MEM(kd_rows.buf), KD_UINT(kd_rows.off), KD_MEM(dl.buf), KD_UINT(dl.off),
+                KD_INT(want_grad), KD_MEM(logits.buf), KD_UINT(logits.off), KD_MEM(labels.buf),
+                KD_UINT(labels.off), KD_MEM(tl.buf), KD_UINT(tl.off), KD_UINT(B), KD_UINT(C),
+                KD_INT(cfg->loss), KD_FLOAT(cfg->temperature), KD_FLOAT(effective_alpha(cfg)),
+                KD_FLOAT(cfg->beta), KD_FLOAT(cfg->skew), KD_FLOAT(grad_scale));
 }
 
 int kd_distill_topk_forward_backward(kd_device *dev, const kd_distill_config *cfg,

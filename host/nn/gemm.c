@@ -135,7 +135,8 @@ static int gemm_builtin(kd_device *dev, int trans_a, int trans_b, size_t M, size
                      KD_UINT(a_off), KD_UINT(lda), KD_MEM(B),    KD_UINT(b_off),  KD_UINT(ldb),
                      KD_FLOAT(beta), KD_MEM(C),    KD_UINT(c_off), KD_UINT(ldc)};
   int nargs = 14;
-  cl_mem s_buf = ep && ep->act >= 0 ? ep->s.buf : C, rs_buf = ep && ep->rowsum.buf ? ep->rowsum.buf : C;
+  cl_mem s_buf = ep && ep->act >= 0 ? ep->s.buf : C;
+  cl_mem rs_buf = ep && ep->rowsum.buf ? ep->rowsum.buf : C;
   cl_uint s_off = ep && ep->act >= 0 ? (cl_uint)ep->s.off : 0;
   cl_uint rs_off = ep && ep->rowsum.buf ? (cl_uint)ep->rowsum.off : 0;
   cl_int act = ep ? ep->act : -1, s_is_output = ep ? ep->s_is_output : 0;
@@ -191,7 +192,8 @@ int kd_gemm_outer_epilogue(kd_device *dev, int trans_a, size_t M, size_t N, size
   if (!kd_gemm_fuses_epilogue(dev))
     return kd_fail(err, "GEMM: the %s back end has no fused epilogue",
                    kd_gemm_backend_name(dev->gemm_backend));
-  if (act >= 0 && !s.buf) return kd_fail(err, "GEMM: the activation epilogue needs its saved tensor");
+  if (act >= 0 && !s.buf)
+    return kd_fail(err, "GEMM: the activation epilogue needs its saved tensor");
   gemm_ep ep = {act, s, s_is_output, rowsum};
   return gemm_builtin(dev, trans_a, 0, M, N, K, 1.0f, A, a_off, lda, B, b_off, ldb, 0.0f, C, c_off,
                       ldc, &ep, err);

@@ -130,8 +130,8 @@ int kd_dense_backward_act(kd_device *dev, kd_ref dx, int act, kd_ref act_x, kd_r
                    : kd_gemm(dev, 0, 0, B, in, out, 1.0f, dy.buf, dy.off, out, w.buf, w.off, in,
                              0.0f, dx.buf, dx.off, in, err);
     if (rc == 0 && !fused && act != -1)
-      rc = kd_activation_backward(dev, (kd_activation)act, dx, dx, act_x, s_is_output ? act_y : kd_at(NULL, 0),
-                                  B * in, err);
+      rc = kd_activation_backward(dev, (kd_activation)act, dx, dx, act_x,
+                                  s_is_output ? act_y : kd_at(NULL, 0), B * in, err);
     if (rc) return kd_fail_context(err, "%s dx [%zu x %zu]", op, B, in);
   }
   /* dw[out,in] = dy^T[out,B] * x[B,in], and db[out] = the row sums of dy^T alongside */

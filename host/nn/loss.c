@@ -27,8 +27,9 @@ int kd_softmax_ce_forward_backward(kd_device *dev, kd_ref loss_rows, kd_ref dlog
   int rows = kd_loss_rows_path(dev, C);
   size_t g = rows ? (B + KD_LOSS_ROWS_V - 1) / KD_LOSS_ROWS_V : B * KD_WG;
   size_t l = rows ? KD_LOSS_ROWS_WG : KD_WG;
-  return KD_RUN(dev, rows ? "kd_softmax_ce_forward_backward_rows" : "kd_softmax_ce_forward_backward",
-                1, &g, &l, err, KD_MEM(loss_rows.buf),
+  const char *name =
+      rows ? "kd_softmax_ce_forward_backward_rows" : "kd_softmax_ce_forward_backward";
+  return KD_RUN(dev, name, 1, &g, &l, err, KD_MEM(loss_rows.buf),
                 KD_UINT(loss_rows.off), KD_MEM(want_grad ? dlogits.buf : loss_rows.buf),
                 KD_UINT(want_grad ? dlogits.off : 0), KD_INT(want_grad), KD_MEM(logits.buf),
                 KD_UINT(logits.off), KD_MEM(labels.buf), KD_UINT(labels.off), KD_UINT(B),

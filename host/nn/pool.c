@@ -96,7 +96,7 @@ int kd_maxpool2d_forward(kd_device *dev, kd_ref y, kd_ref argmax, kd_ref x, size
       check_ref(op, "x", x, s.in_numel, err))
     return -1;
   size_t g = s.planes * s.OH, l = KD_WG; /* one work-item per output row */
-  if (size == 2 && stride == 2 && pad == 0) /* the common case, in straight-line code */
+  if (size == 2 && stride == 2 && pad == 0) /* the common case, branch-free */
     return KD_RUN(dev, "kd_maxpool2d_forward_2x2", 1, &g, &l, err, KD_MEM(y.buf),
                   KD_UINT(y.off), KD_MEM(argmax.buf), KD_UINT(argmax.off), KD_MEM(x.buf),
                   KD_UINT(x.off), KD_UINT(s.planes), KD_UINT(H), KD_UINT(W), KD_UINT(s.OH),
@@ -117,6 +117,11 @@ int kd_maxpool2d_backward(kd_device *dev, kd_ref dx, kd_ref dy, kd_ref argmax, s
       check_ref(op, "argmax", argmax, s.out_numel, err))
     return -1;
   size_t g = s.planes * H, l = KD_WG; /* one work-item per input row */
+  if (size == 2 && stride == 2 && pad == 0) /* the common case, branch-free */
+    return KD_RUN(dev, "kd_maxpool2d_backward_2x2", 1, &g, &l, err, KD_MEM(dx.buf),
+                  KD_UINT(dx.off), KD_MEM(dy.buf), KD_UINT(dy.off), KD_MEM(argmax.buf),
+                  KD_UINT(argmax.off), KD_UINT(s.planes), KD_UINT(H), KD_UINT(W), KD_UINT(s.OH),
+                  KD_UINT(s.OW));
   return KD_RUN(dev, "kd_maxpool2d_backward", 1, &g, &l, err, KD_MEM(dx.buf), KD_UINT(dx.off),
                 KD_MEM(dy.buf), KD_UINT(dy.off), KD_MEM(argmax.buf), KD_UINT(argmax.off),
                 KD_UINT(s.planes), KD_UINT(H), KD_UINT(W), KD_UINT(s.OH), KD_UINT(s.OW),

@@ -245,7 +245,8 @@ static int step_once(step_bench *b, kd_error *err) {
 }
 
 static int by_time_desc(const void *a, const void *b) {
-  double x = ((const kd_bench_kernel *)a)->ms_per_step, y = ((const kd_bench_kernel *)b)->ms_per_step;
+  double x = ((const kd_bench_kernel *)a)->ms_per_step;
+  double y = ((const kd_bench_kernel *)b)->ms_per_step;
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
@@ -334,7 +335,10 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   for (int i = 0; i < warm; i++)
     if (step_once(&b, err)) goto done;
   if (kd_loss_ring_drain_all(&b.ring, err) || kd_device_finish(&b.dev, err)) goto done;
-  for (int i = 0; i < b.dev.num_kernels; i++) b.dev.kernels[i].launches = 0, b.dev.kernels[i].profiled_ms = 0;
+  for (int i = 0; i < b.dev.num_kernels; i++) {
+    b.dev.kernels[i].launches = 0;
+    b.dev.kernels[i].profiled_ms = 0;
+  }
   int psteps = o->steps < 20 ? o->steps : 20;
   for (int i = 0; i < psteps; i++)
     if (step_once(&b, err)) goto done;

@@ -269,7 +269,8 @@ static int forward_bn_act(pass_ctx *c, const kd_layer *L, const kd_layer *A, siz
   kd_ref x = kd_at(acts, in), y = kd_at(acts, t->st[A->id].act_out);
   kd_ref w = kd_at(params, L->w_off), beta = kd_at(params, L->b_off);
   kd_ref rm = kd_at(bufs, L->rm_off), rv = kd_at(bufs, L->rv_off);
-  size_t C = (size_t)L->in_shape[0], S = L->in_ndim == 3 ? (size_t)(L->in_shape[1] * L->in_shape[2]) : 1;
+  size_t C = (size_t)L->in_shape[0];
+  size_t S = L->in_ndim == 3 ? (size_t)(L->in_shape[1] * L->in_shape[2]) : 1;
   if (!c->training)
     return kd_batchnorm_forward_eval_act(t->dev, y, x, w, beta, rm, rv, c->n, C, S, L->eps,
                                          (int)A->act, c->err);
@@ -294,16 +295,19 @@ static int forward_list(pass_ctx *c, const kd_layer *layers, int count, size_t i
     kd_layer_state *st = &c->t->st[layers[i].id];
     double t0 = profiling ? kd_layer_profile_start(c->t->dev) : 0;
     int fused = fuses_with_next(layers, count, i);
-    int rc = !fused ? forward_layer(c, &layers[i], in)
-             : layers[i].type == KD_LAYER_DENSE ? forward_dense_act(c, &layers[i], &layers[i + 1], in)
-                                                : forward_bn_act(c, &layers[i], &layers[i + 1], in);
-    if (rc)
-      return kd_fail_context(c->err, "%s forward", layers[i].key);
+    int rc;
+    if (!fused)
+      rc = forward_layer(c, &layers[i], in);
+    else if (layers[i].type == KD_LAYER_DENSE)
+      rc = forward_dense_act(c, &layers[i], &layers[i + 1], in);
+    else
+      rc = forward_bn_act(c, &layers[i], &layers[i + 1], in);
+    if (rc) return kd_fail_context(c->err, "%s forward", layers[i].key);
     if (profiling) {
       st->fwd_ms += kd_layer_profile_stop(c->t->dev, t0);
       st->fwd_flop += kd_layer_flops(&layers[i], c->n, 0, 0);
     }
-    if (fused) st = &c->t->st[layers[++i].id]; /* the activation ran in the dense launch */
+    if (fused) st = &c->t->st[layers[++i].id]; /* the activation ran in the same launch */
     in = st->act_out;
   }
   return 0;

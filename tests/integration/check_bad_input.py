@@ -151,6 +151,12 @@ for name, whole in (("data", data), ("ckpt", ck_bytes)):
             assert open(P("ck.h5"), "rb").read() == ck_bytes
             k.fails("eval", "--checkpoint", cut, "--data", P("good.h5"), mentions=[cut])
 print("ok: truncated datasets and checkpoints (8 offsets each)")
+# files that crash, overflow or hang libhdf5 1.10 itself (found by fuzzing, tests/fuzz/): refused
+os.environ.setdefault("KDCL_H5_CHECK_SECONDS", "5")
+reg = os.path.join(os.environ["KDCL_SOURCE_DIR"], "tests", "fuzz", "regressions", "dataset")
+for name in sorted(os.listdir(reg)):
+    train_fails(data=os.path.join(reg, name), mentions=[name])
+
 # wrong dtypes and ranks
 write_dataset(P("i8.h5"), x.astype(np.int8), y, 4)
 train_fails(data=P("i8.h5"), mentions=["i8.h5", "/inputs/x", "int8"])

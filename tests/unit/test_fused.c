@@ -1,14 +1,19 @@
-/* The speed variants give the same bits as the kernels they stand in for: the blocked GEMM
- * kernels (long k) against the plain ones, the dense layer with its bias and activation fused
+/* The speed variants against the kernels they stand in for. Bit for bit: the blocked GEMM
+ * kernels (long k) against the plain ones; the dense layer with its bias and activation fused
  * (forward into the NT GEMM's epilogue; backward with the activation gradient and the bias
- * gradient in the NN and TN GEMMs' epilogues) against the separate launches, and the one-work-item-per-row loss kernels against the work-group ones. The plain
- * kernels are checked against double references in test_gemm, test_layers, test_loss and
- * test_distill_loss; equal bits carry those checks over. */
+ * gradient in the NN and TN GEMMs' epilogues) against the separate launches; the 2x2 max pooling
+ * kernels (forward and backward) against the general ones; batch norm with the activation after it fused (forward and
+ * backward) against the separate kernels. The plain kernels are checked against double
+ * references in test_gemm, test_layers, test_pool and test_batchnorm; equal bits carry those
+ * checks over. To float rounding: the narrow-row loss kernels CPUs run (16 rows per work-item,
+ * sums in class order, vector exp/log) against the work-group ones (both are also checked
+ * against double references in test_loss and test_distill_loss). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/batchnorm.h"
 #include "nn/distill_loss.h"
 #include "nn/gemm.h"
 #include "nn/layers.h"
@@ -262,7 +267,8 @@ static void loss_rows_case(size_t B, size_t C, int loss) {
   kd_test_read(dl[0], 0, B * C, got);
   kd_test_read(dl[1], 0, B * C, want);
   assert_near(what, got, want, B * C, atol, rtol * 0.1 + 1e-7);
-  for (int v = 0; v < 2; v++) clReleaseMemObject(ce[v]), clReleaseMemObject(kd[v]), clReleaseMemObject(dl[v]);
+  for (int v = 0; v < 2; v++)
+    clReleaseMemObject(ce[v]), clReleaseMemObject(kd[v]), clReleaseMemObject(dl[v]);
   clReleaseMemObject(bz), clReleaseMemObject(bt), clReleaseMemObject(by);
   free(z), free(t), free(y), free(got), free(want);
 }
@@ -293,7 +299,8 @@ static void maxpool_2x2_case(size_t n, size_t C, size_t H, size_t W) {
   x[5] = NAN, x[6] = NAN;                        /* two NaNs in one window: the last wins */
   x[in / 2] = -INFINITY;
   for (size_t i = 0; i < 4 && i < in; i++) x[i + W * 2] = -INFINITY; /* an all -inf window */
-  cl_mem bx = kd_test_buffer(in, x), by1 = kd_test_buffer(out, NULL), by2 = kd_test_buffer(out, NULL);
+  cl_mem bx = kd_test_buffer(in, x);
+  cl_mem by1 = kd_test_buffer(out, NULL), by2 = kd_test_buffer(out, NULL);
   cl_mem ba1 = kd_test_int_buffer(0, out, NULL, -7), ba2 = kd_test_int_buffer(0, out, NULL, -7);
   KD_OK(kd_maxpool2d_forward(dev, kd_at(by1, 0), kd_at(ba1, 0), kd_at(bx, 0), n, C, H, W, 2, 2, 0,
                              err));
@@ -311,6 +318,22 @@ static void maxpool_2x2_case(size_t n, size_t C, size_t H, size_t W) {
   snprintf(what, sizeof what, "maxpool 2x2 [%zu, %zu, %zu, %zu]", n, C, H, W);
   assert_same_bits(what, y1, y2, out);
   assert_memory_equal(a1, a2, out * sizeof(int32_t));
+  /* backward from the same argmax; dy with a -0 to show it comes back as +0 */
+  float *dy = kd_test_floats(out), *d1 = kd_test_floats(in), *d2 = kd_test_floats(in);
+  kd_test_fill_uniform(dy, out, -1, 1, 77);
+  dy[1] = -0.0f;
+  cl_mem bdy = kd_test_buffer(out, dy), bd1 = kd_test_buffer(in, NULL), bd2 = kd_test_buffer(in, NULL);
+  KD_OK(kd_maxpool2d_backward(dev, kd_at(bd1, 0), kd_at(bdy, 0), kd_at(ba1, 0), n, C, H, W, 2, 2, 0,
+                              err));
+  g = n * C * H;
+  KD_OK(KD_RUN(dev, "kd_maxpool2d_backward", 1, &g, &l, err, KD_MEM(bd2), KD_UINT(0), KD_MEM(bdy),
+               KD_UINT(0), KD_MEM(ba1), KD_UINT(0), KD_UINT(n * C), KD_UINT(H), KD_UINT(W),
+               KD_UINT(OH), KD_UINT(OW), KD_UINT(2), KD_UINT(2), KD_UINT(0)));
+  kd_test_read(bd1, 0, in, d1);
+  kd_test_read(bd2, 0, in, d2);
+  assert_same_bits(what, d1, d2, in);
+  clReleaseMemObject(bdy), clReleaseMemObject(bd1), clReleaseMemObject(bd2);
+  free(dy), free(d1), free(d2);
   clReleaseMemObject(bx), clReleaseMemObject(by1), clReleaseMemObject(by2);
   clReleaseMemObject(ba1), clReleaseMemObject(ba2);
   free(x), free(y1), free(y2), free(a1), free(a2);
@@ -318,8 +341,101 @@ static void maxpool_2x2_case(size_t n, size_t C, size_t H, size_t W) {
 
 static void maxpool_2x2_matches_general(void **state) {
   (void)state;
-  maxpool_2x2_case(3, 2, 8, 10);
-  maxpool_2x2_case(2, 3, 7, 9); /* odd: the last row and column belong to no window */
+  maxpool_2x2_case(3, 2, 8, 10);  /* rows of 5 windows: one block of 4 and one alone */
+  maxpool_2x2_case(2, 3, 7, 9);   /* odd: the last row and column belong to no window */
+  maxpool_2x2_case(2, 2, 16, 28); /* rows of 14 windows, as in the CNN */
+}
+
+/* ---- batch norm + activation ---- */
+
+static void bn_act_case(size_t n, size_t C, size_t S, int act) {
+  kd_device *dev = kd_test_device();
+  const size_t N = n * C * S;
+  float *x = kd_test_floats(N), *dy = kd_test_floats(N), *p = kd_test_floats(4 * C);
+  kd_test_fill_uniform(x, N, -3, 3, 11 + S);
+  kd_test_fill_uniform(dy, N, -1, 1, 12 + S);
+  kd_test_fill_uniform(p, 4 * C, 0.5f, 1.5f, 13); /* gamma, beta, running mean, running var */
+  cl_mem bx = kd_test_buffer(N, x), bdy = kd_test_buffer(N, dy), bp = kd_test_buffer(4 * C, p);
+  cl_mem st[2], y[2], a_s = kd_test_buffer(N, NULL), dx[2], dg[2], g_s = kd_test_buffer(N, NULL);
+  for (int v = 0; v < 2; v++) {
+    st[v] = kd_test_buffer(4 * C, p); /* its own running statistics, then save_mean/invstd */
+    y[v] = kd_test_buffer(N, NULL);
+    dx[v] = kd_test_buffer(N, NULL);
+    dg[v] = kd_test_buffer(2 * C, NULL);
+  }
+  kd_ref gamma = kd_at(bp, 0), beta = kd_at(bp, C);
+#define RM(v) kd_at(st[v], 2 * C)
+#define RV(v) kd_at(st[v], 3 * C)
+#define SM(v) kd_at(st[v], 0)
+#define SI(v) kd_at(st[v], C)
+  char what[96];
+  snprintf(what, sizeof what, "batch norm + %s [%zu, %zu, %zu]",
+           kd_activation_name((kd_activation)act), n, C, S);
+  float *got = kd_test_floats(N), *want = kd_test_floats(N);
+  /* training forward: separate, then fused */
+  KD_OK(kd_batchnorm_forward_train(dev, kd_at(y[0], 0), kd_at(bx, 0), gamma, beta, RM(0), RV(0),
+                                   SM(0), SI(0), n, C, S, 0.1f, 1e-5f, err));
+  KD_OK(kd_activation_forward(dev, (kd_activation)act, kd_at(a_s, 0), kd_at(y[0], 0), N, err));
+  KD_OK(kd_batchnorm_forward_train_act(dev, kd_at(y[1], 0), kd_at(bx, 0), gamma, beta, RM(1),
+                                       RV(1), SM(1), SI(1), n, C, S, 0.1f, 1e-5f, act, err));
+  kd_test_read(y[1], 0, N, got);
+  kd_test_read(a_s, 0, N, want);
+  assert_same_bits(what, got, want, N);
+  float s1[4 * 64], s2[4 * 64];
+  assert_true(C <= 64);
+  kd_test_read(st[0], 0, 4 * C, s2);
+  kd_test_read(st[1], 0, 4 * C, s1);
+  assert_same_bits(what, s1, s2, 4 * C);
+  /* backward: the activation's, then batch norm's; against the fused one */
+  KD_OK(kd_activation_backward(dev, (kd_activation)act, kd_at(g_s, 0), kd_at(bdy, 0),
+                               kd_at(y[0], 0), kd_at(a_s, 0), N, err));
+  KD_OK(kd_batchnorm_backward(dev, kd_at(dx[0], 0), kd_at(dg[0], 0), kd_at(dg[0], C),
+                              kd_at(g_s, 0), kd_at(bx, 0), gamma, SM(0), SI(0), n, C, S, err));
+  KD_OK(kd_batchnorm_backward_act(dev, kd_at(dx[1], 0), kd_at(dg[1], 0), kd_at(dg[1], C),
+                                  kd_at(bdy, 0), kd_at(bx, 0), gamma, SM(1), SI(1), n, C, S, act,
+                                  kd_at(a_s, 0), err));
+  kd_test_read(dx[1], 0, N, got);
+  kd_test_read(dx[0], 0, N, want);
+  assert_same_bits(what, got, want, N);
+  kd_test_read(dg[1], 0, 2 * C, s1);
+  kd_test_read(dg[0], 0, 2 * C, s2);
+  assert_same_bits(what, s1, s2, 2 * C);
+  /* evaluation forward */
+  KD_OK(kd_batchnorm_forward_eval(dev, kd_at(y[0], 0), kd_at(bx, 0), gamma, beta, RM(0), RV(0), n,
+                                  C, S, 1e-5f, err));
+  KD_OK(kd_activation_forward(dev, (kd_activation)act, kd_at(a_s, 0), kd_at(y[0], 0), N, err));
+  KD_OK(kd_batchnorm_forward_eval_act(dev, kd_at(y[1], 0), kd_at(bx, 0), gamma, beta, RM(0),
+                                      RV(0), n, C, S, 1e-5f, act, err));
+  kd_test_read(y[1], 0, N, got);
+  kd_test_read(a_s, 0, N, want);
+  assert_same_bits(what, got, want, N);
+#undef RM
+#undef RV
+#undef SM
+#undef SI
+  for (int v = 0; v < 2; v++)
+    clReleaseMemObject(st[v]), clReleaseMemObject(y[v]), clReleaseMemObject(dx[v]),
+        clReleaseMemObject(dg[v]);
+  clReleaseMemObject(bx), clReleaseMemObject(bdy), clReleaseMemObject(bp);
+  clReleaseMemObject(a_s), clReleaseMemObject(g_s);
+  free(x), free(dy), free(p), free(got), free(want);
+}
+
+static void batchnorm_act_matches_separate_bits(void **state) {
+  (void)state;
+  const int acts[] = {KD_ACT_RELU, KD_ACT_TANH, KD_ACT_SIGMOID};
+  for (int a = 0; a < 3; a++) {
+    bn_act_case(5, 3, 37, acts[a]);  /* 2d: rows with a scalar tail */
+    bn_act_case(4, 6, 300, acts[a]); /* 2d: rows split into segments */
+    bn_act_case(9, 5, 1, acts[a]);   /* 1d */
+  }
+  kd_error err = {{0}};
+  assert_int_equal(kd_batchnorm_forward_eval_act(kd_test_device(), kd_at(NULL, 0), kd_at(NULL, 0),
+                                                 kd_at(NULL, 0), kd_at(NULL, 0), kd_at(NULL, 0),
+                                                 kd_at(NULL, 0), 2, 2, 2, 1e-5f, KD_ACT_GELU,
+                                                 &err),
+                   -1);
+  kd_test_assert_msg_has(err.msg, "cannot be fused", NULL);
 }
 
 int main(void) {
@@ -328,6 +444,7 @@ int main(void) {
       cmocka_unit_test(dense_fused_matches_separate_bits),
       cmocka_unit_test(loss_rows_match_group),
       cmocka_unit_test(maxpool_2x2_matches_general),
+      cmocka_unit_test(batchnorm_act_matches_separate_bits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,152 @@
+/* Recipe JSON -> command-line arguments. */
+#include "cli/recipe.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+static char *read_text(const char *path, kd_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return kd_fail(err, "--config %s: cannot open (%s)", path, strerror(errno)), NULL;
+  char *text = NULL;
+  size_t len = 0, cap = 0, got;
+  do {
+    if (len + 4097 > cap) {
+      cap = cap ? 2 * cap : 8192;
+      char *grown = cap > ((size_t)16 << 20) ? NULL : realloc(text, cap);
+      if (!grown) {
+        free(text);
+        fclose(f);
+        return kd_fail(err, "--config %s: too large (over 16 MiB)", path), NULL;
+      }
+      text = grown;
+    }
+    got = fread(text + len, 1, 4096, f);
+    len += got;
+  } while (got == 4096);
+  fclose(f);
+  text[len] = '\0';
+  return text;
+}
+
+static int push(char ***v, int *n, const char *s) {
+  char **grown = realloc(*v, (size_t)(*n + 2) * sizeof **v);
+  if (!grown) return -1;
+  *v = grown;
+  if (!(grown[*n] = strdup(s))) return -1;
+  grown[++*n] = NULL;
+  return 0;
+}
+
+/* The value of one recipe key as the text of its command-line argument. */
+static int value_text(const cJSON *v, char *buf, size_t len) {
+  if (cJSON_IsString(v)) return snprintf(buf, len, "%s", v->valuestring) >= (int)len ? -1 : 0;
+  if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    if (d == floor(d) && fabs(d) < 9e15) snprintf(buf, len, "%.0f", d);
+    else snprintf(buf, len, "%.17g", d);
+    return 0;
+  }
+  if (cJSON_IsArray(v)) { /* "betas": [0.9, 0.999] -> "0.9,0.999" */
+    size_t used = 0;
+    buf[0] = '\0';
+    for (const cJSON *e = v->child; e; e = e->next) {
+      if (!cJSON_IsNumber(e) && !cJSON_IsString(e)) return -1;
+      char one[64];
+      if (value_text(e, one, sizeof one)) return -1;
+      int w = snprintf(buf + used, len - used, "%s%s", used ? "," : "", one);
+      if (w < 0 || (size_t)w >= len - used) return -1;
+      used += (size_t)w;
+    }
+    return 0;
+  }
+  return -1;
+}
+
+static int add_recipe(const char *path, const struct option *opts, char ***v, int *n,
+                      kd_error *err) {
+  char *text = read_text(path, err);
+  if (!text) return -1;
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+  int rc = 0;
+  if (!root || !cJSON_IsObject(root)) {
+    rc = kd_fail(err, "--config %s: not a JSON object of options", path);
+    goto done;
+  }
+  for (const cJSON *item = root->child; item && rc == 0; item = item->next) {
+    char name[64];
+    snprintf(name, sizeof name, "%s", item->string);
+    for (char *p = name; *p; p++)
+      if (*p == '_') *p = '-';
+    const struct option *o = NULL;
+    for (const struct option *k = opts; k->name; k++)
+      if (!strcmp(k->name, name)) o = k;
+    if (!o || !strcmp(name, "config") || !strcmp(name, "help")) {
+      rc = kd_fail(err, "--config %s: unknown key '%s' (keys are this command's long options)",
+                   path, item->string);
+      break;
+    }
+    char flag[80], val[4096];
+    snprintf(flag, sizeof flag, "--%s", name);
+    if (o->has_arg == no_argument) {
+      if (!cJSON_IsBool(item))
+        rc = kd_fail(err, "--config %s: key '%s' must be true or false", path, item->string);
+      else if (cJSON_IsTrue(item) && push(v, n, flag))
+        rc = kd_fail(err, "out of host memory");
+      continue;
+    }
+    if (value_text(item, val, sizeof val)) {
+      rc = kd_fail(err, "--config %s: key '%s' must be a %s", path, item->string,
+                   !strcmp(name, "betas") ? "list of two numbers" : "string or a number");
+      break;
+    }
+    if (push(v, n, flag) || push(v, n, val)) rc = kd_fail(err, "out of host memory");
+  }
+done:
+  cJSON_Delete(root);
+  free(text);
+  return rc;
+}
+
+int kd_recipe_expand(int argc, char **argv, const struct option *opts, int *out_argc,
+                     char ***out_argv, kd_error *err) {
+  char **v = NULL;
+  int n = 0, rc = 0;
+  const char *config = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) break;
+    if (!strcmp(argv[i], "--config")) {
+      if (i + 1 >= argc) return kd_fail(err, "--config needs a file");
+      config = argv[i + 1];
+    } else if (!strncmp(argv[i], "--config=", 9)) {
+      config = argv[i] + 9;
+    }
+  }
+  if (push(&v, &n, argv[0])) rc = kd_fail(err, "out of host memory");
+  if (rc == 0 && config) rc = add_recipe(config, opts, &v, &n, err);
+  for (int i = 1; rc == 0 && i < argc; i++) {
+    if (!strcmp(argv[i], "--config")) {
+      i++;
+      continue;
+    }
+    if (!strncmp(argv[i], "--config=", 9)) continue;
+    if (push(&v, &n, argv[i])) rc = kd_fail(err, "out of host memory");
+  }
+  if (rc) {
+    kd_recipe_free(n, v);
+    return -1;
+  }
+  *out_argc = n;
+  *out_argv = v;
+  return 0;
+}
+
+void kd_recipe_free(int argc, char **argv) {
+  for (int i = 0; i < argc; i++) free(argv[i]);
+  free(argv);
+}
