@@ -239,12 +239,25 @@ static herr_t walk_attr(hid_t loc, const char *name, const H5A_info_t *info, voi
   return 0;
 }
 
+static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  (void)g, (void)name, (void)info, (void)data;
+  return 0;
+}
+
 static herr_t walk_object(hid_t file, const char *name, const H5O_info_t *info, void *data) {
   hid_t o = H5Oopen(file, name, H5P_DEFAULT);
   if (o < 0) return 0;
   hsize_t idx = 0;
   H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, walk_attr, data);
+  idx = 0;
+  H5Aiterate2(o, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, walk_attr, data);
   if (info->type == H5O_TYPE_DATASET) walk_values(o, 0, data);
+  if (info->type == H5O_TYPE_GROUP) { /* both link indexes, as kd_h5_list_group reads them */
+    idx = 0;
+    H5Literate(o, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, walk_link, NULL);
+    idx = 0;
+    H5Literate(o, H5_INDEX_NAME, H5_ITER_INC, &idx, walk_link, NULL);
+  }
   H5Oclose(o);
   return 0;
 }
