@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* mallopt(M_PERTURB) */
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,12 +202,16 @@ int kd_h5_fail(kd_error *err, const char *fmt, ...) {
  * child that trips a sanitizer must only die. Weak, so plain builds need no sanitizer. */
 extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
 
-typedef struct walk_budget {
-  size_t bytes_left; /* dataset and attribute values read so far count against it */
-} walk_budget;
+typedef struct walk_state {
+  size_t bytes_left;  /* dataset and attribute values read so far count against it */
+  haddr_t seen[4096]; /* object header addresses walked (hard links may form cycles) */
+  size_t nseen;
+  char **names; /* the current group's link names */
+  size_t nnames, cap;
+} walk_state;
 
 /* Reads all values of an attribute or dataset when they fit the budget. */
-static void walk_values(hid_t obj, int is_attr, walk_budget *b) {
+static void walk_values(hid_t obj, int is_attr, walk_state *b) {
   hid_t type = is_attr ? H5Aget_type(obj) : H5Dget_type(obj);
   hid_t space = is_attr ? H5Aget_space(obj) : H5Dget_space(obj);
   hid_t mem = type >= 0 ? H5Tget_native_type(type, H5T_DIR_ASCEND) : H5I_INVALID_HID;
@@ -239,27 +246,59 @@ static herr_t walk_attr(hid_t loc, const char *name, const H5A_info_t *info, voi
   return 0;
 }
 
+
 static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *info, void *data) {
-  (void)g, (void)name, (void)info, (void)data;
+  (void)g, (void)info;
+  walk_state *w = data;
+  if (!w) return 0; /* the second pass only reads the other index */
+  if (w->nnames == w->cap) {
+    size_t cap = w->cap ? 2 * w->cap : 16;
+    char **p = realloc(w->names, cap * sizeof *p);
+    if (!p) return -1;
+    w->names = p, w->cap = cap;
+  }
+  if (!(w->names[w->nnames] = strdup(name))) return -1;
+  w->nnames++;
   return 0;
 }
 
-static herr_t walk_object(hid_t file, const char *name, const H5O_info_t *info, void *data) {
-  hid_t o = H5Oopen(file, name, H5P_DEFAULT);
-  if (o < 0) return 0;
+/* Walks object o: its attributes (both indexes), its values, and for a group every member by
+ * name, going on after errors (H5Ovisit would stop at the first one, and kdcl may still read
+ * what lies past it). */
+static void walk_object(hid_t o, walk_state *w, int depth) {
+  H5O_info_t info;
+  if (H5Oget_info2(o, &info, H5O_INFO_BASIC) < 0) return;
+  for (size_t i = 0; i < w->nseen; i++)
+    if (w->seen[i] == info.addr) return;
+  if (w->nseen == sizeof w->seen / sizeof w->seen[0] || depth > 64) return;
+  w->seen[w->nseen++] = info.addr;
   hsize_t idx = 0;
-  H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, walk_attr, data);
+  H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, walk_attr, w);
   idx = 0;
-  H5Aiterate2(o, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, walk_attr, data);
-  if (info->type == H5O_TYPE_DATASET) walk_values(o, 0, data);
-  if (info->type == H5O_TYPE_GROUP) { /* both link indexes, as kd_h5_list_group reads them */
-    idx = 0;
-    H5Literate(o, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, walk_link, NULL);
-    idx = 0;
-    H5Literate(o, H5_INDEX_NAME, H5_ITER_INC, &idx, walk_link, NULL);
+  H5Aiterate2(o, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, walk_attr, w);
+  if (info.type == H5O_TYPE_DATASET) walk_values(o, 0, w);
+  if (info.type != H5O_TYPE_GROUP) return;
+  /* Both link indexes, as kd_h5_list_group reads them; then each member. */
+  char **saved = w->names;
+  size_t saved_n = w->nnames, saved_cap = w->cap;
+  w->names = NULL, w->nnames = w->cap = 0;
+  idx = 0;
+  H5Literate(o, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, walk_link, NULL);
+  idx = 0;
+  H5Literate(o, H5_INDEX_NAME, H5_ITER_INC, &idx, walk_link, w);
+  char **names = w->names;
+  size_t n = w->nnames;
+  w->names = saved, w->nnames = saved_n, w->cap = saved_cap;
+  for (size_t i = 0; i < n; i++) {
+    H5Lexists(o, names[i], H5P_DEFAULT);
+    hid_t m = H5Oopen(o, names[i], H5P_DEFAULT);
+    if (m >= 0) {
+      walk_object(m, w, depth + 1);
+      H5Oclose(m);
+    }
+    free(names[i]);
   }
-  H5Oclose(o);
-  return 0;
+  free(names);
 }
 
 static int check_seconds(void) {
@@ -281,15 +320,20 @@ static int check_in_child(const char *path, kd_error *err) {
       dup2(null, 2);
     }
     if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(NULL);
+#ifdef M_PERTURB
+    /* Fresh memory filled with a pattern, not left-over values: libhdf5 code that uses memory
+     * it never wrote (such as link tables a damaged file says are longer than they are) then
+     * fails here every time, not only when the left-overs happen to be bad pointers. */
+    mallopt(M_PERTURB, 0xa5);
+#endif
     signal(SIGALRM, SIG_DFL);
     alarm((unsigned)seconds);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t fapl = kd_h5_fapl_read_create();
     hid_t f = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : H5I_INVALID_HID;
-    if (f >= 0) {
-      walk_budget b = {(size_t)16 << 20};
-      H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, walk_object, &b, H5O_INFO_BASIC);
-    }
+    static walk_state w; /* static: the child's stack need not hold the address set */
+    w.bytes_left = (size_t)16 << 20;
+    if (f >= 0) walk_object(f, &w, 0);
     _exit(0); /* no atexit handlers, no stdio flushes, no HDF5 shutdown */
   }
   int status;
@@ -305,7 +349,7 @@ static int check_in_child(const char *path, kd_error *err) {
                    "(KDCL_H5_CHECK_SECONDS sets the limit)",
                    path, seconds);
   return kd_fail(err, "%s: damaged HDF5 file: libhdf5 crashes reading it (%s)", path,
-                 WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "checked in a child process");
+                 WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "memory error");
 }
 
 int kd_h5_open_read(const char *path, hid_t *file, kd_error *err) {

@@ -47,9 +47,11 @@ int kd_h5_fail(kd_error *err, const char *fmt, ...) __attribute__((format(printf
 /* The reason part of kd_h5_fail alone, written into buf (cap bytes). */
 void kd_h5_error_reason(char *buf, size_t cap);
 
-/* Opens an existing file read-only (with the file-locking setting). Errors name the path: "no
- * such file", "is a directory", "not an HDF5 file", "truncated HDF5 file (partial copy or
- * crash?)", locking, else "damaged or truncated HDF5 file (HDF5: ...)". */
+/* Opens an existing file read-only (with the file-locking setting), after libhdf5 has read all of
+ * it in a forked child without crashing or hanging (KDCL_H5_CHECK_SECONDS, default 30, bounds
+ * that; see h5util.c). Errors name the path: "no such file", "is a directory", "not an HDF5
+ * file", "truncated HDF5 file (partial copy or crash?)", locking, "damaged HDF5 file: libhdf5
+ * crashes reading it", else "damaged or truncated HDF5 file (HDF5: ...)". */
 int kd_h5_open_read(const char *path, hid_t *file, kd_error *err);
 
 /* ---- Objects ---- */
@@ -109,7 +111,10 @@ int kd_h5_write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t mtype, i
  * .asstr()[()] as str). */
 int kd_h5_write_string_dataset(hid_t loc, const char *name, const char *text, kd_error *err);
 /* Reads a scalar string dataset (variable or fixed length) into a malloc'd NUL-terminated
- * string *out (caller frees). Errors name `what` (e.g. "ckpt.h5: /meta/model_config"). */
+ * string *out (caller frees). Errors name `what` (e.g. "ckpt.h5: /meta/model_config").
+ * Variable-length strings are taken from their global heap collection by kdcl's own bounds-
+ * checked reader, not libhdf5's (which a damaged file can crash or hang); the attribute reader
+ * below does the same. */
 int kd_h5_read_string_dataset(hid_t loc, const char *name, const char *what, char **out,
                               kd_error *err);
 
