@@ -33,10 +33,10 @@ dict=(-dict="$root/tests/fuzz/hdf5.dict")
 # detect_leaks=0: libhdf5 keeps free lists and caches between inputs that LeakSanitizer's
 # per-input check would report; leaks in kdcl's own readers are what the ASan ctest pass and
 # valgrind catch. A file that claims a huge object makes libhdf5 ask for gigabytes: allocations
-# over 4 GiB fail (as on a machine without them) instead of counting as crashes, while the RSS
+# over 1 GiB fail (as on a machine without them) instead of counting as crashes, while the RSS
 # limit still catches memory really used. kdcl checks each HDF5 file in a child process first
 # (data/h5util.c); its time limit stays well under -timeout. The scratch file goes to build-fuzz/.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=4096}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=1024:quarantine_size_mb=64}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export KDCL_H5_CHECK_SECONDS=${KDCL_H5_CHECK_SECONDS:-5}
 export TMPDIR=$build

@@ -230,6 +230,14 @@ with_teacher(P("trank.h5"), logits=zt.reshape(200, 2, 2))
 distill_fails(P("trank.h5"), mentions=["trank.h5", "/teacher/logits"])
 with_teacher(P("ti8.h5"), logits=zt.astype(np.int8))
 distill_fails(P("ti8.h5"), mentions=["ti8.h5", "int8"])
+# a resumed run keeps its command and distillation settings
+k.fails("distill", "--data", P("teacher.h5"), "--resume", P("ck.h5"), "--out", P("dk.h5"),
+        "--epochs", 2, mentions=["kdcl train", "--resume"])
+k.run("distill", "--model", P("m.json"), "--data", P("teacher.h5"), "--out", P("dk.h5"),
+      "--epochs", 1, "--alpha", 0.3, "--temperature", 2, "--quiet")
+for flag, value in (("--alpha", "0.4"), ("--temperature", "3"), ("--loss", "tvd")):
+    k.fails("distill", "--data", P("teacher.h5"), "--resume", P("dk.h5"), "--out", P("dk.h5"),
+            "--epochs", 2, flag, value, mentions=[flag, "--resume"])
 for flags in (["--temperature", "0"], ["--temperature", "-2"], ["--alpha", "-0.1"],
               ["--alpha", "1.01"], ["--loss", "kl"], ["--beta", "0"], ["--skew", "-1"]):
     distill_fails(P("teacher.h5"), *flags, code=2, mentions=[flags[0]])
