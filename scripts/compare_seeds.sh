@@ -8,9 +8,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
 out=${KDCL_DEMO_DIR:-$root/demo-out}
-[ -f "$out/runs/teacher.h5" ] || bash "$root/scripts/demo.sh" --seed "${seeds[0]}"
+[ -f "$out/runs/teacher/eval.json" ] || bash "$root/scripts/demo.sh" --seed "${seeds[0]}"
 for s in "${seeds[@]}"; do
-  [ -f "$out/runs/student-kd-s$s.h5" ] && [ -f "$out/runs/student-labels-s$s.h5" ] && continue
+  [ -f "$out/runs/student-kd-s$s/eval.json" ] && [ -f "$out/runs/student-labels-s$s/eval.json" ] &&
+    continue
   bash "$root/scripts/demo.sh" --seed "$s" >/dev/null
 done
 "${KDCL_PYTHON:-/usr/bin/python3}" - "$root/build/kdcl" "$out" "${seeds[@]}" <<'PY'
@@ -21,8 +22,8 @@ def acc(ckpt):
     r = subprocess.run([kdcl, "eval", "--checkpoint", ckpt, "--data", test, "--json"],
                        check=True, capture_output=True, text=True)
     return 100 * json.loads(r.stdout)["accuracy"]
-rows = {s: (acc(f"{out}/runs/student-labels-s{s}.h5"), acc(f"{out}/runs/student-kd-s{s}.h5"))
-        for s in seeds}
+rows = {s: (acc(f"{out}/runs/student-labels-s{s}/checkpoints/latest.h5"),
+            acc(f"{out}/runs/student-kd-s{s}/checkpoints/latest.h5")) for s in seeds}
 print("| seed | labels only % | distilled % | gain (points) |")
 print("|---|---|---|---|")
 for s, (a, b) in rows.items():

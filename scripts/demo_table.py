@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Prints the demo's comparison table: for each NAME=CKPT:LOG, the model, its parameters, test
-accuracy and agreement with the teacher (from `kdcl eval --json`), and training time and
-samples/s (from the run's --log JSONL)."""
+"""Prints the demo's comparison table: for each NAME=RUN_DIR (a kdcl --run-dir), the model, its
+parameters, test accuracy and agreement with the teacher (from `kdcl eval --json` of its
+checkpoints/latest.h5), and training time and samples/s (from its metrics.jsonl)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -11,12 +12,13 @@ import h5py
 
 def main():
     if len(sys.argv) < 4:
-        sys.exit("usage: demo_table.py KDCL TEST.h5 NAME=CKPT.h5:LOG.jsonl ...")
+        sys.exit("usage: demo_table.py KDCL TEST.h5 NAME=RUN_DIR ...")
     kdcl, test = sys.argv[1], sys.argv[2]
     rows = []
     for arg in sys.argv[3:]:
-        name, rest = arg.split("=", 1)
-        ckpt, log = rest.rsplit(":", 1)
+        name, run_dir = arg.split("=", 1)
+        ckpt = os.path.join(run_dir, "checkpoints", "latest.h5")
+        log = os.path.join(run_dir, "metrics.jsonl")
         ev = json.loads(subprocess.run([kdcl, "eval", "--checkpoint", ckpt, "--data", test, "--json"],
                                        check=True, capture_output=True, text=True).stdout)
         with h5py.File(ckpt, "r") as f:

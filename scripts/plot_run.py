@@ -29,9 +29,15 @@ def load_metrics(run_dir):
                     records.append(json.loads(line))
                 except json.JSONDecodeError:
                     sys.exit(f"plot_run.py: error: {path}:{n}: not valid JSON")
-    steps = [r for r in records if r.get("event") == "step"]
-    epochs = [r for r in records if r.get("event") == "epoch"]
-    return steps, epochs
+    # A resumed run appends to the log and repeats the steps logged after its last checkpoint:
+    # the later record of a step (or epoch) is the one the run continued from.
+    def latest(event, key):
+        kept = {}
+        for r in records:
+            if r.get("event") == event and key in r:
+                kept[r[key]] = r
+        return [kept[k] for k in sorted(kept)]
+    return latest("step", "step"), latest("epoch", "epoch")
 
 
 def series(records, key):

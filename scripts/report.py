@@ -19,15 +19,18 @@ def final_metrics(run_dir, epochs):
     last = epochs[-1] if epochs else {}
     recipe_path = os.path.join(run_dir, "recipe.json")
     recipe = json.load(open(recipe_path)) if os.path.exists(recipe_path) else {}
+    model = recipe.get("model")  # the spec itself, or a path to it
+    name = model.get("name", "?") if isinstance(model, dict) else \
+        os.path.splitext(os.path.basename(model))[0] if isinstance(model, str) else "?"
     return {
-        "model": recipe.get("model_name", "?"),
-        "loss": recipe.get("loss", "ce"),
-        "epochs": last.get("epoch", "?"),
-        "accuracy": ev.get("accuracy", last.get("val_accuracy")),
-        "agreement": ev.get("teacher_agreement", last.get("val_teacher_agreement")),
-        "val_loss": ev.get("loss", last.get("val_loss")),
+        "model": ev.get("model", name),
+        "loss": ev.get("loss", recipe.get("loss", "ce")),
+        "epochs": ev.get("epochs", last.get("epoch", "?")),
+        "accuracy": ev.get("val_accuracy", last.get("val_accuracy")),
+        "agreement": ev.get("val_teacher_agreement", last.get("val_teacher_agreement")),
+        "val_loss": ev.get("val_loss", last.get("val_loss")),
         "train_loss": last.get("train_loss"),
-        "time": last.get("elapsed_s"),
+        "time": ev.get("train_seconds", last.get("elapsed_s")),
     }
 
 

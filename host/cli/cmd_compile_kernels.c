@@ -13,7 +13,8 @@ static void help(void) {
          "commands load it with --kernels-binary FILE instead of compiling source (the way FPGA\n"
          "runtimes work: there the binary comes from the vendor's offline compiler).\n\n"
          "  --out FILE      where to write the binary (required)\n"
-         "  --device SEL    index, cpu|gpu|accelerator, or name substring (env KDCL_DEVICE)\n"
+         "  --device SEL    index, cpu|gpu|accelerator, or name substring (default: env\n"
+         "                  KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
          "  --help          this text\n");
 }
 

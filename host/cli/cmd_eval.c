@@ -35,13 +35,15 @@ static void help(const char *cmd) {
          "  --data DATA.h5           dataset (kdcl dataset schema)\n"
          "%s"
          "  --batch B                rows per forward pass (default 256)\n"
-         "  --device SEL             index, cpu|gpu|accelerator, or name substring (env KDCL_DEVICE)\n"
-         "  --gemm clblast|builtin   GEMM back end\n"
+         "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"
+         "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
+         "  --gemm clblast|builtin   GEMM back end (default: clblast on GPUs, builtin elsewhere)\n"
          "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
+         "                           (default: build from source, cached per device)\n"
          "%s"
          "  --help                   this text\n",
          predict ? "  --out LOGITS.h5          where to write the logits\n" : "",
-         predict ? "" : "  --json                   print one JSON object on stdout\n");
+         predict ? "" : "  --json                   print one JSON object on stdout (default: text)\n");
 }
 
 static int parse(const char *cmd, int argc, char **argv, infer_flags *f) {

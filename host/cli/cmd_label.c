@@ -23,14 +23,18 @@ static void help(void) {
          "OUT.h5 receives a copy with /teacher.\n\n"
          "  --teacher CKPT.h5        teacher checkpoint (written by kdcl train or distill)\n"
          "  --data DATA.h5           dataset to label\n"
-         "  --topk K                 store the top K classes only (1 <= K <= classes)\n"
-         "  --out OUT.h5             write a labelled copy instead of updating DATA.h5\n"
+         "  --topk K                 store the top K classes only (1 <= K <= classes; default:\n"
+         "                           dense logits of every class)\n"
+         "  --out OUT.h5             write a labelled copy instead of updating DATA.h5 (default:\n"
+         "                           DATA.h5 is updated in place, safely)\n"
          "  --teacher-id ID          recorded as /teacher attr teacher_id (default: the\n"
          "                           teacher's model name and checkpoint path)\n"
          "  --batch B                rows per forward pass (default 256)\n"
-         "  --device SEL             index, cpu|gpu|accelerator, or name substring (env KDCL_DEVICE)\n"
-         "  --gemm clblast|builtin   GEMM back end\n"
+         "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"
+         "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
+         "  --gemm clblast|builtin   GEMM back end (default: clblast on GPUs, builtin elsewhere)\n"
          "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
+         "                           (default: build from source, cached per device)\n"
          "  --help                   this text\n");
 }
 

@@ -4,11 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "cli/flags.h"
+#include "cli/recipe.h"
 #include "nn/gemm.h"
 #include "train/run.h"
+#include "train/run_dir.h"
 
 static void help(int distill) {
   if (distill)
@@ -21,6 +24,7 @@ static void help(int distill) {
         "checkpoint run online in evaluation mode with --teacher.\n\n"
         "distillation:\n"
         "  --teacher CKPT.h5        run this teacher online, on the same device, without gradients\n"
+      "                           (default: the offline /teacher of TRAIN.h5)\n"
         "  --loss L                 kd (default): T^2 KL(t||s); rkl: T^2 KL(s||t);\n"
         "                           jsd: T^2 [b KL(t||m) + (1-b) KL(s||m)], m = b t + (1-b) s;\n"
         "                           skl: T^2 KL(t || l t + (1-l) s); tvd: T^2 1/2 sum|t-s|;\n"
@@ -39,36 +43,55 @@ static void help(int distill) {
         "SIGINT or SIGTERM stops it after the current step with a checkpoint (exit 130/143);\n"
         "a second signal stops it at once.\n\n");
   printf(
+      "experiment:\n"
+      "  --config RECIPE.json     take options from a JSON object keyed by the long option\n"
+      "                           names (\"lr\": 0.002, \"lr_schedule\": \"cosine\", \"betas\": [0.9,\n"
+      "                           0.999], \"no-shuffle\": true, \"model\": a path or the spec\n"
+      "                           itself); flags on the command line override it. Relative\n"
+      "                           paths count from the current directory. See models/recipes/\n"
+      "  --run-dir DIR            keep the run in DIR: recipe.json (the effective settings, a\n"
+      "                           recipe that reruns it), metrics.jsonl, checkpoints/latest.h5,\n"
+      "                           checkpoints/best.h5 (highest --val accuracy), eval.json.\n"
+      "                           Replaces --out and --log. An existing run is refused unless\n"
+      "                           --resume DIR or --force\n"
+      "  --keep N                 also keep the last N epochs' checkpoints in DIR/checkpoints as\n"
+      "                           epoch-NNNN.h5 (default 0)\n"
+      "  --force                  replace the run in an existing --run-dir\n"
       "data and model:\n"
       "  --model SPEC.json        model spec (see models/); optional with --resume\n"
       "  --data TRAIN.h5          training set (kdcl dataset schema)\n"
-      "  --out CKPT.h5            checkpoint to write (atomically: NAME.tmp, then renamed)\n"
-      "  --val VAL.h5             evaluate on this set after every epoch\n"
-      "  --init WEIGHTS.h5        start from the /model tensors of this file (same names, shapes)\n"
-      "  --resume CKPT.h5         continue a run from its checkpoint toward --epochs\n"
+      "  --out CKPT.h5            checkpoint to write (atomically: NAME.tmp, then renamed);\n"
+      "                           required unless --run-dir\n"
+      "  --val VAL.h5             evaluate on this set after every epoch (default: none)\n"
+      "  --init WEIGHTS.h5        start from the /model tensors of this file (same names,\n"
+      "                           shapes; default: PyTorch's initialisation from --seed)\n"
+      "  --resume CKPT.h5|DIR     continue a run from its checkpoint (or a run directory's\n"
+      "                           latest.h5) toward --epochs; its settings are kept\n"
       "run:\n"
       "  --epochs N               total epochs of the run (default 10)\n"
       "  --batch B                rows per step (default 128; the last partial batch is used)\n"
       "  --seed N                 seed of initialisation, shuffling and dropout (default 1)\n"
-      "  --no-shuffle             keep file order\n"
+      "  --no-shuffle             keep file order (default: shuffled per epoch)\n"
       "  --checkpoint-every N     also write --out every N steps (default 0: epochs only)\n"
-      "  --log FILE.jsonl         one JSON object per logged step and per epoch\n"
+      "  --log FILE.jsonl         one JSON object per logged step and per epoch (default: none)\n"
       "  --log-every N            steps between log records / progress updates (default 50)\n"
-      "  --quiet                  no progress or summary lines on stderr\n"
+      "  --quiet                  no progress or summary lines on stderr (default: shown)\n"
       "  --no-file-locking        no HDF5 file locks, no lock on --out (NFS and other file\n"
       "                           systems without locks; or HDF5_USE_FILE_LOCKING=FALSE)\n"
       "  --profile                time every kernel launch (serialises the queue) and print\n"
-      "                           each kernel's share of the device time at the end\n"
+      "                           each kernel's share of the device time at the end (default off)\n"
       "device:\n"
-      "  --device SEL             index, cpu|gpu|accelerator, or name substring (env KDCL_DEVICE)\n"
+      "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"
+      "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
       "  --gemm clblast|builtin   GEMM back end (default: clblast on GPUs, builtin elsewhere)\n"
       "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
+      "                           (default: build from source, cached per device)\n"
       "optimizer (defaults and meanings as in torch.optim):\n"
       "  --optimizer sgd|adamw    default adamw\n"
       "  --lr X                   default 0.001 (adamw), 0.01 (sgd)\n"
       "  --momentum M             sgd momentum (default 0)\n"
       "  --dampening D            sgd dampening (default 0)\n"
-      "  --nesterov               sgd Nesterov momentum (needs --momentum > 0)\n"
+      "  --nesterov               sgd Nesterov momentum (needs --momentum > 0; default off)\n"
       "  --weight-decay W         default 0.01 (adamw, decoupled), 0 (sgd, L2 added to grads)\n"
       "  --betas B1,B2            adamw betas (default 0.9,0.999)\n"
       "  --eps E                  adamw eps (default 1e-8)\n"
@@ -86,8 +109,53 @@ enum {
   OPT_DEVICE, OPT_GEMM, OPT_KBIN, OPT_SEED, OPT_EPOCHS, OPT_BATCH, OPT_NO_SHUFFLE, OPT_QUIET,
   OPT_CKPT_EVERY, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_DAMPENING, OPT_NESTEROV, OPT_WD,
   OPT_BETAS, OPT_EPS, OPT_CLIP, OPT_SCHEDULE, OPT_WARMUP, OPT_STEP_EPOCHS, OPT_GAMMA, OPT_HELP,
-  OPT_PROFILE, OPT_TEACHER, OPT_LOSS, OPT_TEMPERATURE, OPT_ALPHA, OPT_BETA, OPT_SKEW, OPT_TOPK_MISSING
+  OPT_PROFILE, OPT_TEACHER, OPT_LOSS, OPT_TEMPERATURE, OPT_ALPHA, OPT_BETA, OPT_SKEW, OPT_TOPK_MISSING,
+  OPT_CONFIG, OPT_RUN_DIR, OPT_KEEP, OPT_FORCE
 };
+
+/* Options whose recipe values are text; the other options with an argument take numbers. */
+static const char *const text_options[] = {
+    "model", "data", "out", "val", "init", "resume", "log", "device", "gemm", "kernels-binary",
+    "optimizer", "lr-schedule", "teacher", "loss", "topk-missing", "run-dir", NULL};
+
+/* --run-dir and --resume DIR: the paths inside the run directory. */
+typedef struct run_dir_paths {
+  char out[4200], log[4200], resume[4200];
+} run_dir_paths;
+
+static int is_directory(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int apply_run_dir(const char *cmd, kd_train_options *o, int out_given, int log_given,
+                         run_dir_paths *p) {
+  kd_error err = {{0}};
+  if (o->resume_path && is_directory(o->resume_path)) {
+    if (!o->run_dir) o->run_dir = o->resume_path;
+    if (kd_run_dir_path(p->resume, sizeof p->resume, o->resume_path, "checkpoints/latest.h5",
+                        &err))
+      return kd_cli_error(&err);
+    o->resume_path = p->resume;
+  }
+  if (!o->run_dir) {
+    if (o->keep) return kd_cli_usage_error(cmd, "--keep needs --run-dir");
+    if (o->force) return kd_cli_usage_error(cmd, "--force needs --run-dir");
+    return 0;
+  }
+  if (out_given)
+    return kd_cli_usage_error(cmd, "--out and --run-dir exclude each other (the run directory "
+                              "keeps its checkpoints in DIR/checkpoints/)");
+  if (log_given)
+    return kd_cli_usage_error(cmd, "--log and --run-dir exclude each other (the run directory "
+                              "keeps its metrics in DIR/metrics.jsonl)");
+  if (kd_run_dir_path(p->out, sizeof p->out, o->run_dir, "checkpoints/latest.h5", &err) ||
+      kd_run_dir_path(p->log, sizeof p->log, o->run_dir, "metrics.jsonl", &err))
+    return kd_cli_error(&err);
+  o->out_path = p->out;
+  o->log_path = p->log;
+  return 0;
+}
 
 static int parse_distill_flag(const char *cmd, int c, const char *arg, kd_train_options *o) {
   double v;
@@ -131,51 +199,60 @@ static int parse_distill_flag(const char *cmd, int c, const char *arg, kd_train_
   return rc;
 }
 
-static int run_command(const char *cmd, int distill, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"model", required_argument, 0, OPT_MODEL},
-      {"data", required_argument, 0, OPT_DATA},
-      {"out", required_argument, 0, OPT_OUT},
-      {"val", required_argument, 0, OPT_VAL},
-      {"init", required_argument, 0, OPT_INIT},
-      {"resume", required_argument, 0, OPT_RESUME},
-      {"log", required_argument, 0, OPT_LOG},
-      {"log-every", required_argument, 0, OPT_LOG_EVERY},
-      {"device", required_argument, 0, OPT_DEVICE},
-      {"gemm", required_argument, 0, OPT_GEMM},
-      {"kernels-binary", required_argument, 0, OPT_KBIN},
-      {"seed", required_argument, 0, OPT_SEED},
-      {"epochs", required_argument, 0, OPT_EPOCHS},
-      {"batch", required_argument, 0, OPT_BATCH},
-      {"no-shuffle", no_argument, 0, OPT_NO_SHUFFLE},
-      {"quiet", no_argument, 0, OPT_QUIET},
-      {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
-      {"optimizer", required_argument, 0, OPT_OPTIMIZER},
-      {"lr", required_argument, 0, OPT_LR},
-      {"momentum", required_argument, 0, OPT_MOMENTUM},
-      {"dampening", required_argument, 0, OPT_DAMPENING},
-      {"nesterov", no_argument, 0, OPT_NESTEROV},
-      {"weight-decay", required_argument, 0, OPT_WD},
-      {"betas", required_argument, 0, OPT_BETAS},
-      {"eps", required_argument, 0, OPT_EPS},
-      {"clip-grad-norm", required_argument, 0, OPT_CLIP},
-      {"lr-schedule", required_argument, 0, OPT_SCHEDULE},
-      {"warmup-steps", required_argument, 0, OPT_WARMUP},
-      {"lr-step-epochs", required_argument, 0, OPT_STEP_EPOCHS},
-      {"lr-gamma", required_argument, 0, OPT_GAMMA},
-      {"help", no_argument, 0, OPT_HELP},
-      {"profile", no_argument, 0, OPT_PROFILE},
-      {"teacher", required_argument, 0, OPT_TEACHER},
-      {"loss", required_argument, 0, OPT_LOSS},
-      {"temperature", required_argument, 0, OPT_TEMPERATURE},
-      {"alpha", required_argument, 0, OPT_ALPHA},
-      {"beta", required_argument, 0, OPT_BETA},
-      {"skew", required_argument, 0, OPT_SKEW},
-      {"topk-missing", required_argument, 0, OPT_TOPK_MISSING},
-      {0, 0, 0, 0}};
+static const struct option opts[] = {
+    {"config", required_argument, 0, OPT_CONFIG},
+    {"run-dir", required_argument, 0, OPT_RUN_DIR},
+    {"keep", required_argument, 0, OPT_KEEP},
+    {"force", no_argument, 0, OPT_FORCE},
+    {"model", required_argument, 0, OPT_MODEL},
+    {"data", required_argument, 0, OPT_DATA},
+    {"out", required_argument, 0, OPT_OUT},
+    {"val", required_argument, 0, OPT_VAL},
+    {"init", required_argument, 0, OPT_INIT},
+    {"resume", required_argument, 0, OPT_RESUME},
+    {"log", required_argument, 0, OPT_LOG},
+    {"log-every", required_argument, 0, OPT_LOG_EVERY},
+    {"device", required_argument, 0, OPT_DEVICE},
+    {"gemm", required_argument, 0, OPT_GEMM},
+    {"kernels-binary", required_argument, 0, OPT_KBIN},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"batch", required_argument, 0, OPT_BATCH},
+    {"no-shuffle", no_argument, 0, OPT_NO_SHUFFLE},
+    {"quiet", no_argument, 0, OPT_QUIET},
+    {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
+    {"optimizer", required_argument, 0, OPT_OPTIMIZER},
+    {"lr", required_argument, 0, OPT_LR},
+    {"momentum", required_argument, 0, OPT_MOMENTUM},
+    {"dampening", required_argument, 0, OPT_DAMPENING},
+    {"nesterov", no_argument, 0, OPT_NESTEROV},
+    {"weight-decay", required_argument, 0, OPT_WD},
+    {"betas", required_argument, 0, OPT_BETAS},
+    {"eps", required_argument, 0, OPT_EPS},
+    {"clip-grad-norm", required_argument, 0, OPT_CLIP},
+    {"lr-schedule", required_argument, 0, OPT_SCHEDULE},
+    {"warmup-steps", required_argument, 0, OPT_WARMUP},
+    {"lr-step-epochs", required_argument, 0, OPT_STEP_EPOCHS},
+    {"lr-gamma", required_argument, 0, OPT_GAMMA},
+    {"help", no_argument, 0, OPT_HELP},
+    {"profile", no_argument, 0, OPT_PROFILE},
+    {"teacher", required_argument, 0, OPT_TEACHER},
+    {"loss", required_argument, 0, OPT_LOSS},
+    {"temperature", required_argument, 0, OPT_TEMPERATURE},
+    {"alpha", required_argument, 0, OPT_ALPHA},
+    {"beta", required_argument, 0, OPT_BETA},
+    {"skew", required_argument, 0, OPT_SKEW},
+    {"topk-missing", required_argument, 0, OPT_TOPK_MISSING},
+    {0, 0, 0, 0}};
+
+static int parse_and_run(const char *cmd, int distill, int argc, char **argv,
+                         const char *inline_model, int resumed_recipe) {
   kd_train_options o;
   kd_train_options_defaults(&o);
   o.distill = distill;
+  o.model_json = inline_model;
+  run_dir_paths dir_paths;
+  int out_given = 0, log_given = 0;
   kd_distill_config_defaults(&o.dcfg);
   /* Optimizer flags are collected first: their defaults depend on --optimizer. */
   double lr = -1, momentum = 0, dampening = 0, wd = -1, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
@@ -188,11 +265,23 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
     switch (c) {
       case OPT_MODEL: o.model_path = optarg; break;
       case OPT_DATA: o.data_path = optarg; break;
-      case OPT_OUT: o.out_path = optarg; break;
+      case OPT_OUT:
+        o.out_path = optarg;
+        out_given = 1;
+        break;
       case OPT_VAL: o.val_path = optarg; break;
       case OPT_INIT: o.init_path = optarg; break;
       case OPT_RESUME: o.resume_path = optarg; break;
-      case OPT_LOG: o.log_path = optarg; break;
+      case OPT_LOG:
+        o.log_path = optarg;
+        log_given = 1;
+        break;
+      case OPT_RUN_DIR:
+        if (!*optarg) return kd_cli_usage_error(cmd, "--run-dir expects a directory");
+        o.run_dir = optarg;
+        break;
+      case OPT_KEEP: rc = kd_flag_int64(cmd, "--keep", optarg, 0, 1000000, &o.keep); break;
+      case OPT_FORCE: o.force = 1; break;
       case OPT_DEVICE:
         if (!*optarg) return kd_cli_usage_error(cmd, "--device expects an index, cpu|gpu|accelerator or a name");
         o.device = optarg;
@@ -287,9 +376,15 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
   }
   if (rc) return rc;
   if (optind < argc) return kd_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-  if (!o.model_path && !o.resume_path) return kd_cli_usage_error(cmd, "--model SPEC.json is required");
+  if ((rc = apply_run_dir(cmd, &o, out_given, log_given, &dir_paths)) != 0) return rc;
+  if (o.model_path) o.model_json = NULL; /* a --model flag overrides a recipe's inline spec */
+  if (!o.model_path && !o.model_json && !o.resume_path)
+    return kd_cli_usage_error(cmd, "--model SPEC.json is required");
   if (!o.data_path) return kd_cli_usage_error(cmd, "--data TRAIN.h5 is required");
-  if (!o.out_path) return kd_cli_usage_error(cmd, "--out CKPT.h5 is required");
+  if (!o.out_path) return kd_cli_usage_error(cmd, "--out CKPT.h5 or --run-dir DIR is required");
+  /* A run directory's recipe names the --init its run started from; resuming, the weights come
+   * from the checkpoint instead. */
+  if (resumed_recipe) o.init_path = NULL;
   if (o.init_path && o.resume_path)
     return kd_cli_usage_error(cmd, "--init and --resume exclude each other");
   if (nesterov && (type != KD_OPT_SGD || momentum <= 0))
@@ -320,6 +415,51 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
     return rc;
   }
   return rc ? kd_cli_error(&err) : KD_EXIT_OK;
+}
+
+/* `--resume DIR` of a run directory without --config: DIR/recipe.json is the recipe, so the
+ * run continues with its data, model and settings from that one flag. Returns the recipe's
+ * path in buf, or NULL. */
+static const char *resumed_recipe(int argc, char **argv, char *buf, size_t cap) {
+  const char *dir = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) break;
+    if (!strcmp(argv[i], "--config") || !strncmp(argv[i], "--config=", 9)) return NULL;
+    if (!strcmp(argv[i], "--resume") && i + 1 < argc) dir = argv[++i];
+    else if (!strncmp(argv[i], "--resume=", 9)) dir = argv[i] + 9;
+  }
+  struct stat st;
+  if (!dir || !is_directory(dir) || snprintf(buf, cap, "%s/recipe.json", dir) >= (int)cap ||
+      stat(buf, &st) != 0)
+    return NULL;
+  return buf;
+}
+
+/* Expands --config RECIPE.json into arguments before the command line's own, then runs. */
+static int run_command(const char *cmd, int distill, int argc, char **argv) {
+  kd_error err = {{0}};
+  int n;
+  char **expanded, *inline_model, recipe[4200];
+  const char *resumed = resumed_recipe(argc, argv, recipe, sizeof recipe);
+  char **args = argv;
+  if (resumed) { /* argv + "--config DIR/recipe.json" */
+    if (!(args = malloc((size_t)(argc + 3) * sizeof *args))) {
+      kd_fail(&err, "out of host memory");
+      return kd_cli_error(&err);
+    }
+    memcpy(args, argv, (size_t)argc * sizeof *args);
+    args[argc] = "--config";
+    args[argc + 1] = recipe;
+    args[argc + 2] = NULL;
+  }
+  int failed = kd_recipe_expand(resumed ? argc + 2 : argc, args, opts, text_options, &n,
+                                &expanded, &inline_model, &err);
+  if (resumed) free(args);
+  if (failed) return kd_cli_error(&err);
+  int rc = parse_and_run(cmd, distill, n, expanded, inline_model, resumed != NULL);
+  kd_recipe_free(n, expanded);
+  free(inline_model);
+  return rc;
 }
 
 int kd_cmd_train(int argc, char **argv) { return run_command("train", 0, argc, argv); }

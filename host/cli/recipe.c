@@ -67,15 +67,32 @@ static int value_text(const cJSON *v, char *buf, size_t len) {
   return -1;
 }
 
-static int add_recipe(const char *path, const struct option *opts, char ***v, int *n,
-                      kd_error *err) {
+static int is_text_key(const char *name, const char *const *text_keys) {
+  for (const char *const *k = text_keys; k && *k; k++)
+    if (!strcmp(*k, name)) return 1;
+  return 0;
+}
+
+static const char *json_kind(const cJSON *v) {
+  return cJSON_IsString(v) ? "a string"
+         : cJSON_IsNumber(v) ? "a number"
+         : cJSON_IsBool(v)   ? "true/false"
+         : cJSON_IsArray(v)  ? "a list"
+         : cJSON_IsObject(v) ? "an object"
+                             : "null";
+}
+
+static int add_recipe(const char *path, const struct option *opts, const char *const *text_keys,
+                      char ***v, int *n, char **inline_model, kd_error *err) {
   char *text = read_text(path, err);
   if (!text) return -1;
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
   int rc = 0;
   if (!root || !cJSON_IsObject(root)) {
-    rc = kd_fail(err, "--config %s: not a JSON object of options", path);
+    rc = root ? kd_fail(err, "--config %s: not a JSON object of options", path)
+              : kd_fail(err, "--config %s: not valid JSON (near byte %ld)", path,
+                        end ? (long)(end - text) : 0L);
     goto done;
   }
   for (const cJSON *item = root->child; item && rc == 0; item = item->next) {
@@ -91,21 +108,39 @@ static int add_recipe(const char *path, const struct option *opts, char ***v, in
                    path, item->string);
       break;
     }
+    for (const cJSON *prev = root->child; prev != item; prev = prev->next)
+      if (!strcmp(prev->string, item->string))
+        rc = kd_fail(err, "--config %s: key '%s' is given twice", path, item->string);
+    if (rc) break;
     char flag[80], val[4096];
     snprintf(flag, sizeof flag, "--%s", name);
+    const char *want = NULL;
     if (o->has_arg == no_argument) {
-      if (!cJSON_IsBool(item))
-        rc = kd_fail(err, "--config %s: key '%s' must be true or false", path, item->string);
-      else if (cJSON_IsTrue(item) && push(v, n, flag))
-        rc = kd_fail(err, "out of host memory");
-      continue;
+      if (!cJSON_IsBool(item)) want = "true or false";
+      else if (cJSON_IsTrue(item) && push(v, n, flag)) rc = kd_fail(err, "out of host memory");
+    } else if (!strcmp(name, "model") && cJSON_IsObject(item)) {
+      free(*inline_model);
+      if (!(*inline_model = cJSON_PrintUnformatted(item))) rc = kd_fail(err, "out of host memory");
+    } else if (!strcmp(name, "betas")) {
+      if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 ||
+          !cJSON_IsNumber(cJSON_GetArrayItem(item, 0)) ||
+          !cJSON_IsNumber(cJSON_GetArrayItem(item, 1)) || value_text(item, val, sizeof val))
+        want = "a list of two numbers";
+    } else if (is_text_key(name, text_keys)) {
+      if (!cJSON_IsString(item) || value_text(item, val, sizeof val))
+        want = !strcmp(name, "model") ? "a string (a spec file) or an object (the spec)"
+                                      : "a string";
+    } else if (!cJSON_IsNumber(item) || value_text(item, val, sizeof val)) {
+      want = "a number";
     }
-    if (value_text(item, val, sizeof val)) {
-      rc = kd_fail(err, "--config %s: key '%s' must be a %s", path, item->string,
-                   !strcmp(name, "betas") ? "list of two numbers" : "string or a number");
+    if (want) {
+      rc = kd_fail(err, "--config %s: key '%s' must be %s, not %s", path, item->string, want,
+                   json_kind(item));
       break;
     }
-    if (push(v, n, flag) || push(v, n, val)) rc = kd_fail(err, "out of host memory");
+    if (o->has_arg != no_argument && !(!strcmp(name, "model") && cJSON_IsObject(item)) &&
+        (push(v, n, flag) || push(v, n, val)))
+      rc = kd_fail(err, "out of host memory");
   }
 done:
   cJSON_Delete(root);
@@ -113,9 +148,11 @@ done:
   return rc;
 }
 
-int kd_recipe_expand(int argc, char **argv, const struct option *opts, int *out_argc,
-                     char ***out_argv, kd_error *err) {
+int kd_recipe_expand(int argc, char **argv, const struct option *opts,
+                     const char *const *text_keys, int *out_argc, char ***out_argv,
+                     char **inline_model, kd_error *err) {
   char **v = NULL;
+  *inline_model = NULL;
   int n = 0, rc = 0;
   const char *config = NULL;
   for (int i = 1; i < argc; i++) {
@@ -128,7 +165,7 @@ int kd_recipe_expand(int argc, char **argv, const struct option *opts, int *out_
     }
   }
   if (push(&v, &n, argv[0])) rc = kd_fail(err, "out of host memory");
-  if (rc == 0 && config) rc = add_recipe(config, opts, &v, &n, err);
+  if (rc == 0 && config) rc = add_recipe(config, opts, text_keys, &v, &n, inline_model, err);
   for (int i = 1; rc == 0 && i < argc; i++) {
     if (!strcmp(argv[i], "--config")) {
       i++;
@@ -139,6 +176,8 @@ int kd_recipe_expand(int argc, char **argv, const struct option *opts, int *out_
   }
   if (rc) {
     kd_recipe_free(n, v);
+    free(*inline_model);
+    *inline_model = NULL;
     return -1;
   }
   *out_argc = n;

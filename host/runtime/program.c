@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/atomic_file.h"
+
 extern const char kd_kernel_source[];
 extern const size_t kd_kernel_source_len;
 
@@ -41,22 +43,6 @@ static int read_file(const char *path, unsigned char **data, size_t *len) {
   }
   fclose(f);
   return rc;
-}
-
-/* Writes data to path through path.tmp + rename, so readers never see half a file. */
-static int write_file_atomic(const char *path, const void *data, size_t len) {
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) return -1;
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return -1;
-  int ok = fwrite(data, 1, len, f) == len;
-  ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok &= fclose(f) == 0;
-  if (!ok || rename(tmp, path) != 0) {
-    unlink(tmp);
-    return -1;
-  }
-  return 0;
 }
 
 static void cache_dir(char *buf, size_t len) {
@@ -198,7 +184,7 @@ int kd_program_build(kd_device *dev, const char *kernels_binary, kd_error *err) 
       if (out && clGetProgramInfo(dev->program, CL_PROGRAM_BINARIES, sizeof out, &out, NULL) ==
                      CL_SUCCESS) {
         mkdir_parents(dir);
-        write_file_atomic(path, out, bin_len); /* a cache that cannot be written is skipped */
+        kd_write_file_atomic(path, out, bin_len); /* a cache that cannot be written is skipped */
       }
       free(out);
     }
@@ -218,7 +204,7 @@ int kd_device_save_binary(const kd_device *dev, const char *path, kd_error *err)
     free(out);
     return kd_cl_fail(err, "clGetProgramInfo", rc, __FILE__, __LINE__);
   }
-  int w = write_file_atomic(path, out, bin_len);
+  int w = kd_write_file_atomic(path, out, bin_len);
   free(out);
   if (w) return kd_fail(err, "%s: cannot write the program binary (%s)", path, strerror(errno));
   return 0;

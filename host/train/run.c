@@ -1,7 +1,9 @@
 /* A training run: sets up data, model and device, runs the epochs with prefetching, logs,
  * validates, writes checkpoints, and resumes from one. */
+#define _XOPEN_SOURCE 700 /* realpath, for the absolute paths of a saved recipe */
 #include "train/run.h"
 
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "train/loader.h"
 #include "train/loss_ring.h"
 #include "train/rng.h"
+#include "train/run_dir.h"
 #include "train/signals.h"
 #include "train/state_dict.h"
 #include "train/trainer.h"
@@ -68,6 +71,11 @@ typedef struct run_state {
   uint64_t seed;
   int64_t step, epoch, cursor; /* steps done; current epoch (0-based); rows done in it */
   int64_t saved_step, saved_epoch, saved_cursor; /* the position --out holds (-1: none yet) */
+  double best_val_accuracy;  /* of the run directory's best.h5 (-1: none yet) */
+  kd_eval_result last_val;   /* the latest validation, for eval.json */
+  int have_last_val;
+  int64_t rows_trained;      /* rows stepped in this process, and the seconds it took */
+  double train_seconds;
 } run_state;
 
 static cJSON *train_config_json(const run_state *r) {
@@ -107,6 +115,101 @@ static cJSON *train_config_json(const run_state *r) {
   cJSON_AddNumberToObject(j, "lr_gamma", o->lr_gamma);
   cJSON_AddStringToObject(j, "gemm", kd_gemm_backend_name(r->dev.gemm_backend));
   cJSON_AddStringToObject(j, "device", r->dev.info.name);
+  return j;
+}
+
+/* A float setting as the shortest decimal that reads back as the same float (0.002, not
+ * 0.0020000000949949026), so a saved recipe reads as it was written. */
+static double float_setting(double v) {
+  char text[32];
+  for (int digits = 6; digits < 9; digits++) {
+    snprintf(text, sizeof text, "%.*g", digits, v);
+    if ((float)strtod(text, NULL) == (float)v) return strtod(text, NULL);
+  }
+  return v;
+}
+
+static void add_path(cJSON *j, const char *key, const char *path) {
+  char full[PATH_MAX];
+  if (path) cJSON_AddStringToObject(j, key, realpath(path, full) ? full : path);
+}
+
+/* The run's effective settings as a --config recipe (keys are the long options): the run
+ * directory's recipe.json, which reruns the run from any directory. Built from the same
+ * settings as /meta/train_config, with the spec inline and the paths absolute. */
+static cJSON *effective_recipe(const run_state *r) {
+  const kd_train_options *o = r->o;
+  cJSON *cfg = train_config_json(r), *j = cJSON_CreateObject();
+  cJSON *model = cJSON_Parse(r->model.spec_json);
+  if (model) cJSON_AddItemToObject(j, "model", model);
+  add_path(j, "data", o->data_path);
+  add_path(j, "val", o->val_path);
+  add_path(j, "init", o->init_path);
+  if (o->distill && o->teacher_path) add_path(j, "teacher", o->teacher_path);
+  int sgd = r->optim.type == KD_OPT_SGD;
+  static const char *const skipped[] = {"command", "teacher", "data", "val", "init", "shuffle",
+                                        "beta1", "beta2", "gemm", "device", NULL};
+  for (const cJSON *item = cfg->child; item; item = item->next) {
+    int skip = 0;
+    for (const char *const *k = skipped; *k; k++) skip |= !strcmp(*k, item->string);
+    if (!sgd && (!strcmp(item->string, "momentum") || !strcmp(item->string, "dampening") ||
+                 !strcmp(item->string, "nesterov")))
+      skip = 1;
+    if (sgd && !strcmp(item->string, "eps")) skip = 1;
+    if (!strcmp(item->string, "lr_step_epochs") && item->valuedouble == 0) skip = 1;
+    if (skip) continue;
+    char key[64];
+    snprintf(key, sizeof key, "%s", item->string);
+    for (char *c = key; *c; c++)
+      if (*c == '_') *c = '-';
+    cJSON *value = cJSON_Duplicate(item, 0);
+    if (cJSON_IsNumber(value)) cJSON_SetNumberValue(value, float_setting(value->valuedouble));
+    cJSON_AddItemToObject(j, key, value);
+  }
+  if (!o->shuffle) cJSON_AddBoolToObject(j, "no-shuffle", 1);
+  if (!sgd) {
+    cJSON *betas = cJSON_CreateArray();
+    cJSON_AddItemToArray(betas, cJSON_CreateNumber(float_setting(r->optim.beta1)));
+    cJSON_AddItemToArray(betas, cJSON_CreateNumber(float_setting(r->optim.beta2)));
+    cJSON_AddItemToObject(j, "betas", betas);
+  }
+  if (o->keep > 0) cJSON_AddNumberToObject(j, "keep", (double)o->keep);
+  if (o->gemm_set) cJSON_AddStringToObject(j, "gemm", kd_gemm_backend_name(o->gemm));
+  if (o->device) cJSON_AddStringToObject(j, "device", o->device);
+  cJSON_Delete(cfg);
+  return j;
+}
+
+/* The run directory's eval.json: what the run ended with. */
+static cJSON *final_evaluation(const run_state *r) {
+  const kd_train_options *o = r->o;
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "model", r->model.name);
+  cJSON_AddNumberToObject(j, "parameters", (double)kd_model_count_params(&r->model));
+  cJSON_AddStringToObject(j, "command", o->distill ? "distill" : "train");
+  cJSON_AddStringToObject(j, "loss", o->distill ? kd_distill_loss_name(o->dcfg.loss) : "ce");
+  cJSON_AddNumberToObject(j, "epochs", (double)r->epoch);
+  cJSON_AddNumberToObject(j, "steps", (double)r->step);
+  cJSON_AddStringToObject(j, "device", r->dev.info.name);
+  cJSON_AddStringToObject(j, "checkpoint", "checkpoints/latest.h5");
+  if (r->have_last_val) {
+    char full[PATH_MAX];
+    cJSON_AddStringToObject(j, "val_data", realpath(o->val_path, full) ? full : o->val_path);
+    cJSON_AddNumberToObject(j, "val_accuracy", r->last_val.accuracy);
+    cJSON_AddNumberToObject(j, "val_loss", r->last_val.mean_loss);
+    if (r->last_val.has_teacher) {
+      cJSON_AddNumberToObject(j, "val_teacher_agreement", r->last_val.agreement);
+      cJSON_AddNumberToObject(j, "val_teacher_kl", r->last_val.teacher_kl);
+    }
+  }
+  if (r->best_val_accuracy >= 0) {
+    cJSON_AddNumberToObject(j, "best_val_accuracy", r->best_val_accuracy);
+    cJSON_AddStringToObject(j, "best_checkpoint", "checkpoints/best.h5");
+  }
+  if (r->train_seconds > 0) {
+    cJSON_AddNumberToObject(j, "train_seconds", r->train_seconds);
+    cJSON_AddNumberToObject(j, "samples_per_s", (double)r->rows_trained / r->train_seconds);
+  }
   return j;
 }
 
@@ -360,7 +463,18 @@ static int finish_epoch(run_state *r, const kd_loss_ring *ring, double elapsed, 
       fprintf(stderr, "  val accuracy %.2f%%  val loss %.4f", 100 * val.accuracy, val.mean_loss);
     fprintf(stderr, "  (%.1f s)\n", elapsed);
   }
-  return save_checkpoint(r, o->out_path, err);
+  if (r->val_open) {
+    r->last_val = val;
+    r->have_last_val = 1;
+  }
+  if (save_checkpoint(r, o->out_path, err)) return -1;
+  if (!o->run_dir) return 0;
+  if (kd_run_dir_epoch_done(o->run_dir, r->epoch, o->keep, err)) return -1;
+  if (r->val_open && val.accuracy > r->best_val_accuracy) {
+    r->best_val_accuracy = val.accuracy;
+    return kd_run_dir_mark_best(o->run_dir, r->epoch, r->step, val.accuracy, err);
+  }
+  return 0;
 }
 
 static int run_epochs(run_state *r, kd_error *err) {
@@ -412,6 +526,7 @@ static int run_epochs(run_state *r, kd_error *err) {
       r->step = step;
       r->cursor = b->first + (int64_t)b->n;
       rows_since_log += (int64_t)b->n;
+      r->rows_trained += (int64_t)b->n;
       if (step % o->log_every == 0 || r->cursor == N) {
         /* Every log_every steps the host waits for this step, so the record holds its loss. */
         if ((rc = kd_loss_ring_drain_all(&ring, err)) != 0) break;
@@ -445,6 +560,7 @@ static int run_epochs(run_state *r, kd_error *err) {
     rc = finish_epoch(r, &ring, now_seconds() - t_start, err);
   }
   kd_loss_ring_free(&ring);
+  r->train_seconds += now_seconds() - t_start;
   return rc;
 }
 
@@ -634,8 +750,10 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   int have_ck = 0, rc = -1, stop_signal = 0;
   kd_output_lock_t out_lock = {-1, ""};
 
+  r.best_val_accuracy = -1;
   /* Outputs are checked before any work: a run that fails at its first checkpoint an hour
    * in, or that overwrites its own data, is worse than a refusal now. */
+  if (o->run_dir && kd_run_dir_open(o->run_dir, o->resume_path != NULL, o->force, err)) goto done;
   {
     const char *flags[] = {"--data", "--val", "--model", "--teacher", "--init"};
     const char *inputs[] = {o->data_path, o->val_path, o->model_path, o->teacher_path,
@@ -660,9 +778,11 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     char source[4200];
     snprintf(source, sizeof source, "%s: /meta/model_config", o->resume_path);
     if (kd_model_parse(&r.model, ck.model_config, source, err)) goto done;
-    if (o->model_path) {
+    if (o->model_path || o->model_json) {
       kd_model given;
-      if (kd_model_load(&given, o->model_path, err)) goto done;
+      if (o->model_path ? kd_model_load(&given, o->model_path, err)
+                        : kd_model_parse(&given, o->model_json, "--config: model", err))
+        goto done;
       int same = given.num_params == r.model.num_params;
       for (int i = 0; same && i < given.num_params; i++)
         same = !strcmp(given.params[i].name, r.model.params[i].name) &&
@@ -670,7 +790,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
       kd_model_free(&given);
       if (!same) {
         kd_fail(err, "--model %s does not describe the network stored in --resume %s",
-                o->model_path, o->resume_path);
+                o->model_path ? o->model_path : "(the recipe's inline spec)", o->resume_path);
         goto done;
       }
     }
@@ -691,7 +811,8 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     r.optim.eps = (float)ck.eps;
     r.optim.nesterov = ck.nesterov;
     r.optim.clip_grad_norm = o->optim.clip_grad_norm; /* from /meta/train_config */
-  } else if (kd_model_load(&r.model, o->model_path, err)) {
+  } else if (o->model_path ? kd_model_load(&r.model, o->model_path, err)
+                            : kd_model_parse(&r.model, o->model_json, "--config: model", err)) {
     goto done;
   }
 
@@ -745,6 +866,16 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
                      r.source == KD_SOURCE_DENSE_OFFLINE || r.source == KD_SOURCE_TOPK, err))
     goto done;
   r.loader_open = 1;
+  if (o->run_dir) {
+    /* The checks passed: an earlier run in the directory gives way (--force), and the
+     * effective settings are saved before the first step. */
+    if (o->force && !have_ck && kd_run_dir_clear(o->run_dir, err)) goto done;
+    if (have_ck) r.best_val_accuracy = kd_run_dir_best_accuracy(o->run_dir);
+    cJSON *recipe = effective_recipe(&r);
+    int bad = kd_run_dir_write_json(o->run_dir, "recipe.json", recipe, err);
+    cJSON_Delete(recipe);
+    if (bad) goto done;
+  }
   if (o->log_path) {
     r.log = fopen(o->log_path, have_ck ? "a" : "w");
     if (!r.log) {
@@ -789,7 +920,17 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
             (long long)r.step, (long long)(spe * o->epochs), where, o->out_path, o->out_path);
     rc = 128 + stop_signal;
   }
-  if (rc == 0 && !o->quiet) fprintf(stderr, "kdcl: wrote %s\n", o->out_path);
+  if (rc == 0 && !stop_signal && o->run_dir) {
+    if (r.val_open && !r.have_last_val) { /* nothing trained in this process: evaluate now */
+      if ((rc = kd_evaluate(&r.trainer, &r.val, 1, &r.last_val, NULL, err)) == 0)
+        r.have_last_val = 1;
+    }
+    cJSON *eval = final_evaluation(&r);
+    if (rc == 0) rc = kd_run_dir_write_json(o->run_dir, "eval.json", eval, err);
+    cJSON_Delete(eval);
+  }
+  if (rc == 0 && !o->quiet)
+    fprintf(stderr, "kdcl: wrote %s\n", o->run_dir ? o->run_dir : o->out_path);
   if (rc == 0 && o->profile) {
     kd_layer_profile_print(&r.trainer, stderr);
     kd_profile_print(&r.dev, stderr);

@@ -15,12 +15,17 @@
 
 typedef struct kd_train_options {
   const char *model_path;  /* --model SPEC.json (may be omitted with --resume) */
+  const char *model_json;  /* the spec itself (a recipe's inline "model"), if no model_path */
   const char *data_path;   /* --data TRAIN.h5 */
   const char *out_path;    /* --out CKPT.h5 */
   const char *val_path;    /* --val VAL.h5 */
   const char *init_path;   /* --init WEIGHTS.h5 */
   const char *resume_path; /* --resume CKPT.h5 */
   const char *log_path;    /* --log METRICS.jsonl */
+  /* --run-dir DIR (see train/run_dir.h): out_path and log_path then point inside it. */
+  const char *run_dir;
+  int64_t keep; /* --keep N: epoch checkpoints kept in DIR/checkpoints */
+  int force;    /* --force: replace the run an existing DIR holds */
   const char *device;      /* --device SEL */
   const char *kernels_binary;
   int gemm_set;
