@@ -1,9 +1,7 @@
 /* A training run: sets up data, model and device, runs the epochs with prefetching, logs,
- * validates, writes checkpoints, and resumes from one. */
-#define _XOPEN_SOURCE 700 /* realpath, for the absolute paths of a saved recipe */
+ * validates, and writes checkpoints (run_checkpoint.c) and a run directory's files. */
 #include "train/run.h"
 
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,7 +24,9 @@
 #include "train/loader.h"
 #include "train/loss_ring.h"
 #include "train/rng.h"
+#include "train/resume_settings.h"
 #include "train/run_dir.h"
+#include "train/run_state.h"
 #include "train/signals.h"
 #include "train/state_dict.h"
 #include "train/trainer.h"
@@ -47,230 +47,6 @@ static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Everything a run holds, so one cleanup path releases it. */
-typedef struct run_state {
-  const kd_train_options *o;
-  kd_device dev;
-  int dev_open;
-  kd_model model;
-  kd_dataset train, val;
-  int train_open, val_open;
-  kd_trainer trainer;
-  int trainer_open;
-  kd_teacher_source source; /* what the loss compares with */
-  kd_inference teacher;     /* the online teacher (--teacher) */
-  kd_loader loader;
-  int loader_open;
-  float *host_params, *host_buffers, *host_state;
-  int64_t *order;
-  FILE *log;
-  int tty;
-  kd_optim_config optim;
-  uint64_t seed;
-  int64_t step, epoch, cursor; /* steps done; current epoch (0-based); rows done in it */
-  int64_t saved_step, saved_epoch, saved_cursor; /* the position --out holds (-1: none yet) */
-  double best_val_accuracy;  /* of the run directory's best.h5 (-1: none yet) */
-  kd_eval_result last_val;   /* the latest validation, for eval.json */
-  int have_last_val;
-  int64_t rows_trained;      /* rows stepped in this process, and the seconds it took */
-  double train_seconds;
-} run_state;
-
-static cJSON *train_config_json(const run_state *r) {
-  const kd_train_options *o = r->o;
-  cJSON *j = cJSON_CreateObject();
-  cJSON_AddStringToObject(j, "command", o->distill ? "distill" : "train");
-  if (o->distill) {
-    cJSON_AddStringToObject(j, "loss", kd_distill_loss_name(o->dcfg.loss));
-    cJSON_AddNumberToObject(j, "temperature", o->dcfg.temperature);
-    cJSON_AddNumberToObject(j, "alpha", o->dcfg.alpha);
-    cJSON_AddNumberToObject(j, "beta", o->dcfg.beta);
-    cJSON_AddNumberToObject(j, "skew", o->dcfg.skew);
-    cJSON_AddStringToObject(j, "topk_missing",
-                            o->dcfg.topk_missing == KD_TOPK_DROP ? "drop" : "uniform");
-    cJSON_AddStringToObject(j, "teacher", o->teacher_path ? o->teacher_path : "offline");
-  }
-  cJSON_AddStringToObject(j, "data", o->data_path);
-  if (o->val_path) cJSON_AddStringToObject(j, "val", o->val_path);
-  if (o->init_path) cJSON_AddStringToObject(j, "init", o->init_path);
-  cJSON_AddNumberToObject(j, "seed", (double)r->seed);
-  cJSON_AddNumberToObject(j, "epochs", (double)o->epochs);
-  cJSON_AddNumberToObject(j, "batch", (double)o->batch);
-  cJSON_AddBoolToObject(j, "shuffle", o->shuffle);
-  cJSON_AddStringToObject(j, "optimizer", r->optim.type == KD_OPT_SGD ? "sgd" : "adamw");
-  cJSON_AddNumberToObject(j, "lr", r->optim.lr);
-  cJSON_AddNumberToObject(j, "momentum", r->optim.momentum);
-  cJSON_AddNumberToObject(j, "dampening", r->optim.dampening);
-  cJSON_AddBoolToObject(j, "nesterov", r->optim.nesterov);
-  cJSON_AddNumberToObject(j, "weight_decay", r->optim.weight_decay);
-  cJSON_AddNumberToObject(j, "beta1", r->optim.beta1);
-  cJSON_AddNumberToObject(j, "beta2", r->optim.beta2);
-  cJSON_AddNumberToObject(j, "eps", r->optim.eps);
-  cJSON_AddNumberToObject(j, "clip_grad_norm", r->optim.clip_grad_norm);
-  cJSON_AddStringToObject(j, "lr_schedule", kd_lr_schedule_name(o->schedule));
-  cJSON_AddNumberToObject(j, "warmup_steps", (double)o->warmup_steps);
-  cJSON_AddNumberToObject(j, "lr_step_epochs", (double)o->lr_step_epochs);
-  cJSON_AddNumberToObject(j, "lr_gamma", o->lr_gamma);
-  cJSON_AddStringToObject(j, "gemm", kd_gemm_backend_name(r->dev.gemm_backend));
-  cJSON_AddStringToObject(j, "device", r->dev.info.name);
-  return j;
-}
-
-/* A float setting as the shortest decimal that reads back as the same float (0.002, not
- * 0.0020000000949949026), so a saved recipe reads as it was written. */
-static double float_setting(double v) {
-  char text[32];
-  for (int digits = 6; digits < 9; digits++) {
-    snprintf(text, sizeof text, "%.*g", digits, v);
-    if ((float)strtod(text, NULL) == (float)v) return strtod(text, NULL);
-  }
-  return v;
-}
-
-static void add_path(cJSON *j, const char *key, const char *path) {
-  char full[PATH_MAX];
-  if (path) cJSON_AddStringToObject(j, key, realpath(path, full) ? full : path);
-}
-
-/* The run's effective settings as a --config recipe (keys are the long options): the run
- * directory's recipe.json, which reruns the run from any directory. Built from the same
- * settings as /meta/train_config, with the spec inline and the paths absolute. */
-static cJSON *effective_recipe(const run_state *r) {
-  const kd_train_options *o = r->o;
-  cJSON *cfg = train_config_json(r), *j = cJSON_CreateObject();
-  cJSON *model = cJSON_Parse(r->model.spec_json);
-  if (model) cJSON_AddItemToObject(j, "model", model);
-  add_path(j, "data", o->data_path);
-  add_path(j, "val", o->val_path);
-  add_path(j, "init", o->init_path);
-  if (o->distill && o->teacher_path) add_path(j, "teacher", o->teacher_path);
-  int sgd = r->optim.type == KD_OPT_SGD;
-  static const char *const skipped[] = {"command", "teacher", "data", "val", "init", "shuffle",
-                                        "beta1", "beta2", "gemm", "device", NULL};
-  for (const cJSON *item = cfg->child; item; item = item->next) {
-    int skip = 0;
-    for (const char *const *k = skipped; *k; k++) skip |= !strcmp(*k, item->string);
-    if (!sgd && (!strcmp(item->string, "momentum") || !strcmp(item->string, "dampening") ||
-                 !strcmp(item->string, "nesterov")))
-      skip = 1;
-    if (sgd && !strcmp(item->string, "eps")) skip = 1;
-    if (!strcmp(item->string, "lr_step_epochs") && item->valuedouble == 0) skip = 1;
-    if (skip) continue;
-    char key[64];
-    snprintf(key, sizeof key, "%s", item->string);
-    for (char *c = key; *c; c++)
-      if (*c == '_') *c = '-';
-    cJSON *value = cJSON_Duplicate(item, 0);
-    if (cJSON_IsNumber(value)) cJSON_SetNumberValue(value, float_setting(value->valuedouble));
-    cJSON_AddItemToObject(j, key, value);
-  }
-  if (!o->shuffle) cJSON_AddBoolToObject(j, "no-shuffle", 1);
-  if (!sgd) {
-    cJSON *betas = cJSON_CreateArray();
-    cJSON_AddItemToArray(betas, cJSON_CreateNumber(float_setting(r->optim.beta1)));
-    cJSON_AddItemToArray(betas, cJSON_CreateNumber(float_setting(r->optim.beta2)));
-    cJSON_AddItemToObject(j, "betas", betas);
-  }
-  if (o->keep > 0) cJSON_AddNumberToObject(j, "keep", (double)o->keep);
-  if (o->gemm_set) cJSON_AddStringToObject(j, "gemm", kd_gemm_backend_name(o->gemm));
-  if (o->device) cJSON_AddStringToObject(j, "device", o->device);
-  cJSON_Delete(cfg);
-  return j;
-}
-
-/* The run directory's eval.json: what the run ended with. */
-static cJSON *final_evaluation(const run_state *r) {
-  const kd_train_options *o = r->o;
-  cJSON *j = cJSON_CreateObject();
-  cJSON_AddStringToObject(j, "model", r->model.name);
-  cJSON_AddNumberToObject(j, "parameters", (double)kd_model_count_params(&r->model));
-  cJSON_AddStringToObject(j, "command", o->distill ? "distill" : "train");
-  cJSON_AddStringToObject(j, "loss", o->distill ? kd_distill_loss_name(o->dcfg.loss) : "ce");
-  cJSON_AddNumberToObject(j, "epochs", (double)r->epoch);
-  cJSON_AddNumberToObject(j, "steps", (double)r->step);
-  cJSON_AddStringToObject(j, "device", r->dev.info.name);
-  cJSON_AddStringToObject(j, "checkpoint", "checkpoints/latest.h5");
-  if (r->have_last_val) {
-    char full[PATH_MAX];
-    cJSON_AddStringToObject(j, "val_data", realpath(o->val_path, full) ? full : o->val_path);
-    cJSON_AddNumberToObject(j, "val_accuracy", r->last_val.accuracy);
-    cJSON_AddNumberToObject(j, "val_loss", r->last_val.mean_loss);
-    if (r->last_val.has_teacher) {
-      cJSON_AddNumberToObject(j, "val_teacher_agreement", r->last_val.agreement);
-      cJSON_AddNumberToObject(j, "val_teacher_kl", r->last_val.teacher_kl);
-    }
-  }
-  if (r->best_val_accuracy >= 0) {
-    cJSON_AddNumberToObject(j, "best_val_accuracy", r->best_val_accuracy);
-    cJSON_AddStringToObject(j, "best_checkpoint", "checkpoints/best.h5");
-  }
-  if (r->train_seconds > 0) {
-    cJSON_AddNumberToObject(j, "train_seconds", r->train_seconds);
-    cJSON_AddNumberToObject(j, "samples_per_s", (double)r->rows_trained / r->train_seconds);
-  }
-  return j;
-}
-
-/* Builds a kd_checkpoint whose tensors point into the host copies, and writes it. */
-static int save_checkpoint(run_state *r, const char *path, kd_error *err) {
-  const kd_model *m = &r->model;
-  size_t n = m->param_floats;
-  if (kd_trainer_read_params(&r->trainer, r->host_params, r->host_buffers, err) ||
-      kd_read_floats(&r->dev, r->trainer.opt_state.buf, 0, 2 * n, r->host_state, err))
-    return -1;
-  kd_checkpoint ck;
-  memset(&ck, 0, sizeof ck);
-  ck.model_config = m->spec_json;
-  if (kd_state_dict_build(m, r->host_params, r->host_buffers, r->trainer.bn_tracked, &ck.model,
-                          &ck.num_model, err))
-    return -1;
-  cJSON *cfg = train_config_json(r);
-  ck.train_config = cJSON_PrintUnformatted(cfg);
-  cJSON_Delete(cfg);
-  int slots = r->optim.type == KD_OPT_ADAMW ? 2 : (r->optim.momentum != 0 ? 1 : 0);
-  ck.optim_state = calloc((size_t)m->num_params * 2 + 1, sizeof *ck.optim_state);
-  if (!ck.train_config || !ck.optim_state) {
-    free(ck.train_config);
-    free(ck.model);
-    free(ck.optim_state);
-    return kd_fail(err, "out of host memory writing a checkpoint");
-  }
-  for (int i = 0; i < m->num_params; i++) {
-    const kd_param *p = &m->params[i];
-    for (int s = 0; s < slots; s++) {
-      kd_named_tensor *st = &ck.optim_state[ck.num_optim_state++];
-      *st = ck.model[i];
-      const char *slot = r->optim.type == KD_OPT_SGD ? "momentum_buffer" : s ? "exp_avg_sq" : "exp_avg";
-      snprintf(st->name, sizeof st->name, "%s/%s", p->name, slot);
-      st->data = r->host_state + (size_t)s * n + p->off;
-    }
-  }
-  snprintf(ck.optimizer_type, sizeof ck.optimizer_type, "%s",
-           r->optim.type == KD_OPT_SGD ? "sgd" : "adamw");
-  ck.lr = r->optim.lr;
-  ck.momentum = r->optim.momentum;
-  ck.dampening = r->optim.dampening;
-  ck.weight_decay = r->optim.weight_decay;
-  ck.beta1 = r->optim.beta1;
-  ck.beta2 = r->optim.beta2;
-  ck.eps = r->optim.eps;
-  ck.nesterov = r->optim.nesterov;
-  ck.step = r->step;
-  ck.epoch = r->epoch;
-  ck.data_cursor = r->cursor;
-  ck.seed = r->seed;
-  int rc = kd_checkpoint_write(path, &ck, err);
-  if (rc == 0) {
-    r->saved_step = r->step;
-    r->saved_epoch = r->epoch;
-    r->saved_cursor = r->cursor;
-  }
-  free(ck.train_config);
-  free(ck.model);
-  free(ck.optim_state);
-  return rc;
 }
 
 /* Checks that a dataset fits the model: features per row and class count. */
@@ -302,47 +78,7 @@ static int check_data_fits(const kd_dataset *ds, const kd_model *m, kd_error *er
   return kd_dataset_check_inputs((kd_dataset *)ds, err);
 }
 
-/* Restores parameters, buffers, optimizer state and position from a checkpoint read earlier. */
-static int restore(run_state *r, const kd_checkpoint *ck, kd_error *err) {
-  const kd_model *m = &r->model;
-  size_t n = m->param_floats;
-  if (kd_state_dict_from_checkpoint(m, ck, r->o->resume_path, r->host_params, r->host_buffers,
-                                    r->trainer.bn_tracked, err))
-    return -1;
-  memset(r->host_state, 0, 2 * n * sizeof(float));
-  int slots = r->optim.type == KD_OPT_ADAMW ? 2 : (r->optim.momentum != 0 ? 1 : 0);
-  for (int i = 0; i < m->num_params; i++) {
-    const kd_param *p = &m->params[i];
-    int found = 0;
-    for (int k = 0; k < ck->num_optim_state; k++) {
-      const char *slash = strrchr(ck->optim_state[k].name, '/');
-      if (!slash || (size_t)(slash - ck->optim_state[k].name) != strlen(p->name) ||
-          strncmp(ck->optim_state[k].name, p->name, strlen(p->name)))
-        continue;
-      int s = !strcmp(slash + 1, "exp_avg_sq") ? 1 : 0;
-      int64_t numel = 1;
-      for (int d = 0; d < ck->optim_state[k].ndim; d++) numel *= ck->optim_state[k].shape[d];
-      if ((size_t)numel != p->numel)
-        return kd_fail(err, "%s: /optimizer/state/%s has %lld values but %s has %zu",
-                       r->o->resume_path, ck->optim_state[k].name, (long long)numel, p->name,
-                       p->numel);
-      memcpy(r->host_state + (size_t)s * n + p->off, ck->optim_state[k].data,
-             p->numel * sizeof(float));
-      found++;
-    }
-    if (ck->step > 0 && found < slots)
-      return kd_fail(err, "%s: the optimizer state of %s is missing (/optimizer/state/%s/...)",
-                     r->o->resume_path, p->name, p->name);
-  }
-  r->step = ck->step;
-  r->epoch = ck->epoch;
-  r->cursor = ck->data_cursor;
-  r->seed = ck->seed;
-  if (kd_trainer_write_params(&r->trainer, r->host_params, r->host_buffers, err)) return -1;
-  return kd_write_floats(&r->dev, r->trainer.opt_state.buf, 0, 2 * n, r->host_state, err);
-}
-
-static void log_record(run_state *r, cJSON *rec) {
+static void log_record(kd_run_state *r, cJSON *rec) {
   if (!r->log) {
     cJSON_Delete(rec);
     return;
@@ -363,8 +99,8 @@ static void format_eta(double seconds, char *buf, size_t len) {
 
 /* Enqueues one training step on batch b: upload, [teacher], forward, loss, backward, optimizer.
  * *upload is the event after which b's host memory may be reused. */
-static int enqueue_step(run_state *r, kd_batch *b, int64_t step, float lr, cl_event *upload,
-                        kd_error *err) {
+static int enqueue_step(kd_run_state *r, kd_batch *b, int64_t step, float lr,
+                        cl_event *upload, kd_error *err) {
   kd_trainer *t = &r->trainer;
   const kd_dataset *ds = &r->train;
   const kd_distill_config *cfg = r->o->distill ? &r->o->dcfg : NULL;
@@ -398,7 +134,7 @@ static int enqueue_step(run_state *r, kd_batch *b, int64_t step, float lr, cl_ev
              : 0;
 }
 
-static void progress_line(run_state *r, int64_t step, int64_t total_steps, double loss,
+static void progress_line(kd_run_state *r, int64_t step, int64_t total_steps, double loss,
                           double rate, double eta) {
   char eta_s[32];
   format_eta(eta, eta_s, sizeof eta_s);
@@ -407,7 +143,8 @@ static void progress_line(run_state *r, int64_t step, int64_t total_steps, doubl
           (long long)total_steps, loss, rate, eta_s);
 }
 
-static void log_step(run_state *r, const kd_loss_ring *ring, int64_t step, float lr, double rate) {
+static void log_step(kd_run_state *r, const kd_loss_ring *ring, int64_t step, float lr,
+                     double rate) {
   if (!r->log) return;
   cJSON *rec = cJSON_CreateObject();
   cJSON_AddStringToObject(rec, "event", "step");
@@ -426,7 +163,8 @@ static void log_step(run_state *r, const kd_loss_ring *ring, int64_t step, float
 }
 
 /* After an epoch: validation, the epoch record, the summary line, the checkpoint. */
-static int finish_epoch(run_state *r, const kd_loss_ring *ring, double elapsed, kd_error *err) {
+static int finish_epoch(kd_run_state *r, const kd_loss_ring *ring, double elapsed,
+                        kd_error *err) {
   const kd_train_options *o = r->o;
   double rows = ring->rows ? (double)ring->rows : NAN;
   double train_loss = ring->sum_loss / rows;
@@ -467,7 +205,7 @@ static int finish_epoch(run_state *r, const kd_loss_ring *ring, double elapsed, 
     r->last_val = val;
     r->have_last_val = 1;
   }
-  if (save_checkpoint(r, o->out_path, err)) return -1;
+  if (kd_run_save_checkpoint(r, o->out_path, err)) return -1;
   if (!o->run_dir) return 0;
   if (kd_run_dir_epoch_done(o->run_dir, r->epoch, o->keep, err)) return -1;
   if (r->val_open && val.accuracy > r->best_val_accuracy) {
@@ -477,7 +215,7 @@ static int finish_epoch(run_state *r, const kd_loss_ring *ring, double elapsed, 
   return 0;
 }
 
-static int run_epochs(run_state *r, kd_error *err) {
+static int run_epochs(kd_run_state *r, kd_error *err) {
   const kd_train_options *o = r->o;
   int64_t N = r->train.num_rows, B = o->batch;
   int64_t steps_per_epoch = (N + B - 1) / B, total_steps = steps_per_epoch * o->epochs;
@@ -541,7 +279,7 @@ static int run_epochs(run_state *r, kd_error *err) {
       }
       if (o->checkpoint_every > 0 && step % o->checkpoint_every == 0 && r->cursor < N) {
         if ((rc = kd_loss_ring_drain_all(&ring, err)) != 0) break;
-        if ((rc = save_checkpoint(r, o->out_path, err)) != 0) break;
+        if ((rc = kd_run_save_checkpoint(r, o->out_path, err)) != 0) break;
       }
       /* SIGINT/SIGTERM: this step is enqueued and stays; kd_train_run writes the checkpoint. */
       if (kd_stop_requested()) break;
@@ -565,7 +303,7 @@ static int run_epochs(run_state *r, kd_error *err) {
 }
 
 /* Decides where the distillation targets come from and checks they fit the model. */
-static int setup_teacher(run_state *r, kd_error *err) {
+static int setup_teacher(kd_run_state *r, kd_error *err) {
   const kd_train_options *o = r->o;
   r->source = KD_SOURCE_LABELS;
   if (!o->distill || o->dcfg.loss == KD_LOSS_CE) return 0;
@@ -605,139 +343,10 @@ static int setup_teacher(run_state *r, kd_error *err) {
   return kd_dataset_check_teacher((kd_dataset *)ds, err);
 }
 
-/* On --resume the run continues as it was: settings that decide the data order, the loss and
- * the optimizer's path come from the checkpoint's /meta/train_config, and a flag that asks for
- * a different value is refused rather than silently ignored. */
-static int keep_number(const cJSON *cfg, const char *key, const char *flag, int given,
-                       double lo, double hi, double *value, const char *resume_path,
-                       kd_error *err) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-  if (!cJSON_IsNumber(v)) return 0; /* an older checkpoint without it: the flag decides */
-  if (!(v->valuedouble >= lo && v->valuedouble <= hi))
-    return kd_fail(err, "--resume %s: /meta/train_config has %s %g, outside [%g, %g]",
-                   resume_path, key, v->valuedouble, lo, hi);
-  /* Values were stored from floats: compare as float, so 0.3 given equals 0.300000011920929. */
-  if (given && (float)*value != (float)v->valuedouble)
-    return kd_fail(err, "%s %g differs from the %g of --resume %s (a resumed run keeps its "
-                   "settings)", flag, *value, v->valuedouble, resume_path);
-  *value = v->valuedouble;
-  return 0;
-}
-
-static int keep_name(const cJSON *cfg, const char *key, const char *flag, int given,
-                     const char *current, char *out, size_t cap, const char *resume_path,
-                     kd_error *err) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-  out[0] = '\0';
-  if (!cJSON_IsString(v)) return 0;
-  if (given && strcmp(current, v->valuestring))
-    return kd_fail(err, "%s %s differs from the %s of --resume %s (a resumed run keeps its "
-                   "settings)", flag, current, v->valuestring, resume_path);
-  snprintf(out, cap, "%s", v->valuestring);
-  return 0;
-}
-
-static int resume_settings(kd_train_options *o, const kd_checkpoint *ck, char *teacher,
-                           size_t teacher_cap, kd_error *err) {
-  cJSON *cfg = ck->train_config ? cJSON_Parse(ck->train_config) : NULL;
-  const cJSON *batch = cJSON_GetObjectItemCaseSensitive(cfg, "batch");
-  const cJSON *shuffle = cJSON_GetObjectItemCaseSensitive(cfg, "shuffle");
-  const cJSON *command = cJSON_GetObjectItemCaseSensitive(cfg, "command");
-  const char *rp = o->resume_path;
-  int rc = 0;
-  if (cJSON_IsString(command) && strcmp(command->valuestring, o->distill ? "distill" : "train"))
-    rc = kd_fail(err, "--resume %s was written by 'kdcl %s'; resume it with 'kdcl %s' (or start "
-                 "a new run from its weights with --init)", rp, command->valuestring,
-                 command->valuestring);
-  if (rc == 0 && cJSON_IsNumber(batch) &&
-      !(batch->valuedouble >= 1 && batch->valuedouble <= (double)(1 << 24)))
-    rc = kd_fail(err, "--resume %s: /meta/train_config has batch %g, not a batch size", rp,
-                 batch->valuedouble);
-  if (rc == 0 && cJSON_IsNumber(batch)) {
-    if (o->batch_set && o->batch != (int64_t)batch->valuedouble)
-      rc = kd_fail(err, "--batch %lld differs from the %lld of --resume %s (a resumed run keeps its "
-                   "settings)", (long long)o->batch, (long long)batch->valuedouble, rp);
-    o->batch = (int64_t)batch->valuedouble;
-  }
-  if (rc == 0 && cJSON_IsBool(shuffle)) {
-    if (o->shuffle_set && o->shuffle != cJSON_IsTrue(shuffle))
-      rc = kd_fail(err, "--no-shuffle differs from --resume %s, which shuffled (a resumed run "
-                   "keeps its settings)", rp);
-    o->shuffle = cJSON_IsTrue(shuffle);
-  }
-  if (rc == 0 && o->seed_set && o->seed != ck->seed)
-    rc = kd_fail(err, "--seed %llu differs from the seed %llu of --resume %s (a resumed run keeps "
-                 "its settings)", (unsigned long long)o->seed, (unsigned long long)ck->seed, rp);
-  if (rc == 0 && o->lr_set && fabs(o->optim.lr - ck->lr) > 1e-6 * fabs(ck->lr))
-    rc = kd_fail(err, "--lr %g differs from the %g of --resume %s (a resumed run keeps its "
-                 "settings)", o->optim.lr, ck->lr, rp);
-  /* The learning-rate schedule and clipping. */
-  char name[64];
-  double clip = o->optim.clip_grad_norm, warmup = (double)o->warmup_steps,
-         step_epochs = (double)o->lr_step_epochs, gamma = o->lr_gamma;
-  if (rc == 0)
-    rc = keep_number(cfg, "clip_grad_norm", "--clip-grad-norm", o->clip_set, 0, 1e12, &clip, rp,
-                     err) ||
-         keep_number(cfg, "warmup_steps", "--warmup-steps", o->warmup_set, 0, 1e18, &warmup, rp,
-                     err) ||
-         keep_number(cfg, "lr_step_epochs", "--lr-step-epochs", o->step_epochs_set, 0, 1e6,
-                     &step_epochs, rp, err) ||
-         keep_number(cfg, "lr_gamma", "--lr-gamma", o->gamma_set, 1e-30, 1, &gamma, rp, err) ||
-         keep_name(cfg, "lr_schedule", "--lr-schedule", o->schedule_set,
-                   kd_lr_schedule_name(o->schedule), name, sizeof name, rp, err);
-  if (rc == 0 && name[0] && kd_lr_schedule_parse(name, &o->schedule))
-    rc = kd_fail(err, "--resume %s: /meta/train_config has an unknown lr_schedule '%s'", rp, name);
-  o->optim.clip_grad_norm = (float)clip;
-  o->warmup_steps = (int64_t)warmup;
-  o->lr_step_epochs = (int64_t)step_epochs;
-  o->lr_gamma = gamma;
-  /* The distillation loss and its teacher. */
-  if (rc == 0 && o->distill) {
-    kd_distill_config *d = &o->dcfg;
-    double t = d->temperature, a = d->alpha, b = d->beta, sk = d->skew;
-    char missing[64] = "";
-    rc = keep_name(cfg, "loss", "--loss", o->loss_set, kd_distill_loss_name(d->loss), name,
-                   sizeof name, rp, err) ||
-         keep_number(cfg, "temperature", "--temperature", o->temperature_set, 1e-30, 1e4, &t, rp,
-                     err) ||
-         keep_number(cfg, "alpha", "--alpha", o->alpha_set, 0, 1, &a, rp, err) ||
-         keep_number(cfg, "beta", "--beta", o->beta_set, 0, 1, &b, rp, err) ||
-         keep_number(cfg, "skew", "--skew", o->skew_set, 0, 1, &sk, rp, err) ||
-         keep_name(cfg, "topk_missing", "--topk-missing", o->topk_missing_set,
-                   d->topk_missing == KD_TOPK_DROP ? "drop" : "uniform", missing, sizeof missing,
-                   rp, err);
-    if (rc == 0 && name[0] && kd_distill_loss_parse(name, &d->loss))
-      rc = kd_fail(err, "--resume %s: /meta/train_config has an unknown loss '%s'", rp, name);
-    if (rc == 0 && missing[0] && kd_topk_missing_parse(missing, &d->topk_missing))
-      rc = kd_fail(err, "--resume %s: /meta/train_config has an unknown topk_missing '%s'", rp,
-                   missing);
-    d->temperature = (float)t;
-    d->alpha = (float)a;
-    d->beta = (float)b;
-    d->skew = (float)sk;
-    /* The teacher: an online one (a path) is run again unless --teacher names one now; an
-     * offline run stays offline. */
-    const cJSON *tj = cJSON_GetObjectItemCaseSensitive(cfg, "teacher");
-    if (rc == 0 && cJSON_IsString(tj)) {
-      if (!strcmp(tj->valuestring, "offline")) {
-        if (o->teacher_path)
-          rc = kd_fail(err, "--teacher %s: --resume %s was distilled from its data's /teacher "
-                       "(a resumed run keeps its settings)", o->teacher_path, rp);
-      } else if (!o->teacher_path) {
-        if (snprintf(teacher, teacher_cap, "%s", tj->valuestring) >= (int)teacher_cap)
-          rc = kd_fail(err, "--resume %s: the teacher path in /meta/train_config is too long", rp);
-        o->teacher_path = teacher;
-      }
-    }
-  }
-  cJSON_Delete(cfg);
-  return rc;
-}
-
 int kd_train_run(const kd_train_options *given, kd_error *err) {
   kd_train_options eff = *given, *o = &eff;
   char resumed_teacher[4096]; /* an online teacher's path taken from --resume */
-  run_state r;
+  kd_run_state r;
   memset(&r, 0, sizeof r);
   r.o = o;
   r.optim = o->optim;
@@ -774,7 +383,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   if (o->resume_path) {
     if (kd_checkpoint_read(o->resume_path, &ck, err)) goto done;
     have_ck = 1;
-    if (resume_settings(o, &ck, resumed_teacher, sizeof resumed_teacher, err)) goto done;
+    if (kd_resume_settings(o, &ck, resumed_teacher, sizeof resumed_teacher, err)) goto done;
     char source[4200];
     snprintf(source, sizeof source, "%s: /meta/model_config", o->resume_path);
     if (kd_model_parse(&r.model, ck.model_config, source, err)) goto done;
@@ -851,7 +460,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     goto done;
   }
   if (have_ck) {
-    if (restore(&r, &ck, err)) goto done;
+    if (kd_run_restore(&r, &ck, err)) goto done;
   } else {
     kd_model_init_params(&r.model, r.host_params, r.host_buffers, r.seed);
     if (o->init_path &&
@@ -871,7 +480,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
      * effective settings are saved before the first step. */
     if (o->force && !have_ck && kd_run_dir_clear(o->run_dir, err)) goto done;
     if (have_ck) r.best_val_accuracy = kd_run_dir_best_accuracy(o->run_dir);
-    cJSON *recipe = effective_recipe(&r);
+    cJSON *recipe = kd_run_effective_recipe(&r);
     int bad = kd_run_dir_write_json(o->run_dir, "recipe.json", recipe, err);
     cJSON_Delete(recipe);
     if (bad) goto done;
@@ -899,11 +508,11 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   if (rc == 0 && stop_signal) {
     /* Interrupted: --out gets the position reached (mid-epoch included) unless it has it. */
     if (r.saved_step != r.step || r.saved_epoch != r.epoch || r.saved_cursor != r.cursor)
-      rc = save_checkpoint(&r, o->out_path, err);
+      rc = kd_run_save_checkpoint(&r, o->out_path, err);
   } else {
-    if (rc == 0 && r.step == 0 && !have_ck) rc = save_checkpoint(&r, o->out_path, err);
+    if (rc == 0 && r.step == 0 && !have_ck) rc = kd_run_save_checkpoint(&r, o->out_path, err);
     if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step)
-      rc = save_checkpoint(&r, o->out_path, err); /* nothing left to do: still write --out */
+      rc = kd_run_save_checkpoint(&r, o->out_path, err); /* nothing left to do: still write --out */
   }
   kd_stop_signals_restore();
   if (rc == 0 && stop_signal) {
@@ -925,7 +534,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
       if ((rc = kd_evaluate(&r.trainer, &r.val, 1, &r.last_val, NULL, err)) == 0)
         r.have_last_val = 1;
     }
-    cJSON *eval = final_evaluation(&r);
+    cJSON *eval = kd_run_final_evaluation(&r);
     if (rc == 0) rc = kd_run_dir_write_json(o->run_dir, "eval.json", eval, err);
     cJSON_Delete(eval);
   }
