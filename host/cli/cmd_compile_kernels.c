@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "runtime/device.h"
 
 static void help(void) {
@@ -26,7 +27,8 @@ int kd_cmd_compile_kernels(int argc, char **argv) {
   const char *out = NULL, *device = NULL;
   int c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  while ((c = kd_getopt("compile-kernels", argc, argv, opts)) != -1) {
+    if (c == KD_FLAG_BAD_VALUE) return KD_EXIT_USAGE;
     if (c == 'o') out = optarg;
     else if (c == 'd') device = optarg;
     else if (c == 'h') return help(), KD_EXIT_OK;

@@ -62,7 +62,8 @@ static int parse(const char *cmd, int argc, char **argv, infer_flags *f) {
   f->batch = 256;
   int predict = !strcmp(cmd, "predict"), c, rc;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  while ((c = kd_getopt(cmd, argc, argv, opts)) != -1) {
+    if (c == KD_FLAG_BAD_VALUE) return KD_EXIT_USAGE;
     switch (c) {
       case O_CKPT: f->checkpoint = optarg; break;
       case O_DATA: f->data = optarg; break;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "data/checkpoint.h"
 #include "data/paths.h"
 #include "data/safetensors.h"
@@ -30,7 +31,8 @@ int kd_cmd_export(int argc, char **argv) {
   const char *checkpoint = NULL, *out = NULL;
   int c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  while ((c = kd_getopt("export", argc, argv, opts)) != -1) {
+    if (c == KD_FLAG_BAD_VALUE) return KD_EXIT_USAGE;
     switch (c) {
       case O_CKPT: checkpoint = optarg; break;
       case O_OUT: out = optarg; break;

@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "data/import_fmnist.h"
+#include "data/paths.h"
 #include "data/teacher.h"
 
 static void help_topk(void) {
@@ -55,7 +57,8 @@ static int import_fashion_mnist(int argc, char **argv) {
   const char *src = KD_FMNIST_DEFAULT_SRC, *out = NULL;
   int c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  while ((c = kd_getopt("import", argc, argv, opts)) != -1) {
+    if (c == KD_FLAG_BAD_VALUE) return KD_EXIT_USAGE;
     if (c == 's') src = optarg;
     else if (c == 'o') out = optarg;
     else if (c == 'h') return help(), KD_EXIT_OK;
@@ -85,7 +88,8 @@ static int import_teacher_topk(int argc, char **argv) {
   const char *jsonl = NULL, *data = NULL, *out = NULL, *tid = "api";
   int c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  while ((c = kd_getopt("import", argc, argv, opts)) != -1) {
+    if (c == KD_FLAG_BAD_VALUE) return KD_EXIT_USAGE;
     if (c == 'j') jsonl = optarg;
     else if (c == 'd') data = optarg;
     else if (c == 'o') out = optarg;
@@ -100,6 +104,11 @@ static int import_teacher_topk(int argc, char **argv) {
   if (!*tid || strlen(tid) > 255)
     return kd_cli_usage_error("import", "--teacher-id must be 1 to 255 bytes long");
   kd_error err = {{0}};
+  /* The dataset written (OUT, or DATA in place) must not be the JSONL being read. */
+  if ((out && kd_check_output_path("--out", out, &err)) ||
+      kd_check_not_input(out ? "--out" : "--data", out ? out : data, 1,
+                         (const char *[]){"--jsonl"}, &jsonl, &err))
+    return kd_cli_error(&err);
   if (kd_import_teacher_topk_jsonl(jsonl, data, out, tid, &err)) return kd_cli_error(&err);
   fprintf(stderr, "kdcl: wrote /teacher (topk, teacher_id %s) from %s to %s\n", tid, jsonl,
           out ? out : data);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "data/dataset.h"
 #include "data/h5util.h"
 
@@ -507,7 +508,8 @@ int kd_cmd_inspect(int argc, char **argv) {
       {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   int json = 0, c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  while ((c = kd_getopt("inspect", argc, argv, opts)) != -1) {
+    if (c == KD_FLAG_BAD_VALUE) return KD_EXIT_USAGE;
     if (c == 'j')
       json = 1;
     else if (c == 'h')

@@ -76,7 +76,8 @@ int kd_cmd_label(int argc, char **argv) {
   int gemm_set = 0, c, rc;
   kd_gemm_backend gemm = KD_GEMM_BUILTIN;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  while ((c = kd_getopt("label", argc, argv, opts)) != -1) {
+    if (c == KD_FLAG_BAD_VALUE) return KD_EXIT_USAGE;
     switch (c) {
       case O_TEACHER: teacher = optarg; break;
       case O_DATA: data = optarg; break;

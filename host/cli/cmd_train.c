@@ -261,8 +261,9 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv,
   int64_t i64;
   kd_optimizer_type type = KD_OPT_ADAMW;
   opterr = 0;
-  while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  while (rc == 0 && (c = kd_getopt(cmd, argc, argv, opts)) != -1) {
     switch (c) {
+      case KD_FLAG_BAD_VALUE: return KD_EXIT_USAGE;
       case OPT_MODEL: o.model_path = optarg; break;
       case OPT_DATA: o.data_path = optarg; break;
       case OPT_OUT:
@@ -276,16 +277,10 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv,
         o.log_path = optarg;
         log_given = 1;
         break;
-      case OPT_RUN_DIR:
-        if (!*optarg) return kd_cli_usage_error(cmd, "--run-dir expects a directory");
-        o.run_dir = optarg;
-        break;
+      case OPT_RUN_DIR: o.run_dir = optarg; break;
       case OPT_KEEP: rc = kd_flag_int64(cmd, "--keep", optarg, 0, 1000000, &o.keep); break;
       case OPT_FORCE: o.force = 1; break;
-      case OPT_DEVICE:
-        if (!*optarg) return kd_cli_usage_error(cmd, "--device expects an index, cpu|gpu|accelerator or a name");
-        o.device = optarg;
-        break;
+      case OPT_DEVICE: o.device = optarg; break;
       case OPT_KBIN: o.kernels_binary = optarg; break;
       case OPT_NO_SHUFFLE:
         o.shuffle = 0;

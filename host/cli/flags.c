@@ -9,6 +9,22 @@
 
 #include "cli/cli.h"
 
+int kd_getopt(const char *command, int argc, char **argv, const struct option *opts) {
+  int index = -1;
+  int c = getopt_long(argc, argv, "", opts, &index);
+  if (c == -1 || c == '?' || index < 0 || opts[index].has_arg != required_argument) return c;
+  if (!*optarg) {
+    kd_cli_usage_error(command, "--%s expects a value, got an empty one", opts[index].name);
+    return KD_FLAG_BAD_VALUE;
+  }
+  if (!strncmp(optarg, "--", 2)) {
+    kd_cli_usage_error(command, "--%s expects a value, got the option '%s' (value missing?)",
+                       opts[index].name, optarg);
+    return KD_FLAG_BAD_VALUE;
+  }
+  return c;
+}
+
 /* Plain decimal numbers only: strtod alone would also take " 5", "0x10", "inf" and "nan". */
 static int plain_number(const char *text) {
   if (!*text || isspace((unsigned char)text[0])) return 0;

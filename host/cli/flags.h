@@ -2,7 +2,16 @@
 #ifndef KD_FLAGS_H
 #define KD_FLAGS_H
 
+#include <getopt.h>
 #include <stdint.h>
+
+/* Returned by kd_getopt after it printed a usage error about an option's value. */
+#define KD_FLAG_BAD_VALUE '!'
+
+/* getopt_long over the command's long options (no short ones), which also refuses a value that
+ * is empty or is another option ("--out --quiet": a forgotten value): it prints the usage error
+ * naming the option and returns KD_FLAG_BAD_VALUE. Otherwise as getopt_long. */
+int kd_getopt(const char *command, int argc, char **argv, const struct option *opts);
 
 /* Parse `text` for flag `flag` of `command`; range is inclusive unless stated. Return 0, or
  * print "kdcl: error: ..." and return KD_EXIT_USAGE. */

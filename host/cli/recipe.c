@@ -1,7 +1,6 @@
 /* Recipe JSON -> command-line arguments. */
 #include "cli/recipe.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,28 +8,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "runtime/file_io.h"
+
 static char *read_text(const char *path, kd_error *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return kd_fail(err, "--config %s: cannot open (%s)", path, strerror(errno)), NULL;
-  char *text = NULL;
-  size_t len = 0, cap = 0, got;
-  do {
-    if (len + 4097 > cap) {
-      cap = cap ? 2 * cap : 8192;
-      char *grown = cap > ((size_t)16 << 20) ? NULL : realloc(text, cap);
-      if (!grown) {
-        free(text);
-        fclose(f);
-        return kd_fail(err, "--config %s: too large (over 16 MiB)", path), NULL;
-      }
-      text = grown;
-    }
-    got = fread(text + len, 1, 4096, f);
-    len += got;
-  } while (got == 4096);
-  fclose(f);
-  text[len] = '\0';
-  return text;
+  char *text, what[4200];
+  size_t len;
+  snprintf(what, sizeof what, "--config %s", path);
+  return kd_read_file(what, path, (size_t)16 << 20, 0, &text, &len, err) ? NULL : text;
 }
 
 static int push(char ***v, int *n, const char *s) {

@@ -66,6 +66,39 @@ static hid_t open_with_cache(hid_t file, const char *name) {
   return d;
 }
 
+/* Rows declared but never written (an interrupted writer, or a file that claims 2^40 rows)
+ * would read back as fill values: refuse them rather than train on zeros for ever. A chunked
+ * dataset must have every chunk stored (H5Dget_space_status calls a compressed one "partly
+ * allocated" even when complete), a contiguous one its storage allocated. */
+static int check_written(hid_t d, const char *what, const char *shape, kd_error *err) {
+  hid_t dcpl = H5Dget_create_plist(d), space = H5Dget_space(d);
+  int rc = 0, complete = 1;
+  if (dcpl < 0 || space < 0) {
+    rc = kd_h5_fail(err, "%s: storage layout", what);
+  } else if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+    hsize_t dims[32], chunk[32], stored = 0;
+    int nd = H5Sget_simple_extent_dims(space, dims, NULL);
+    uint64_t expected = 1;
+    if (nd < 0 || H5Pget_chunk(dcpl, 32, chunk) != nd || H5Dget_num_chunks(d, space, &stored) < 0)
+      rc = kd_h5_fail(err, "%s: chunk index", what);
+    for (int i = 0; rc == 0 && i < nd; i++) {
+      if (chunk[i] == 0) rc = kd_fail(err, "%s: chunk dimension %d is 0", what, i);
+      else expected *= (dims[i] + chunk[i] - 1) / chunk[i]; /* at most 2^64 rows in all */
+    }
+    complete = stored == expected;
+  } else if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS) {
+    H5D_space_status_t status;
+    if (H5Dget_space_status(d, &status) < 0) rc = kd_h5_fail(err, "%s: storage status", what);
+    complete = status == H5D_SPACE_STATUS_ALLOCATED;
+  }
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (space >= 0) H5Sclose(space);
+  if (rc == 0 && !complete)
+    rc = kd_fail(err, "%s has shape %s but not all of its data was ever written (an interrupted "
+                 "writer?)", what, shape);
+  return rc;
+}
+
 typedef struct conv_state {
   int overflow;
 } conv_state;
@@ -285,6 +318,16 @@ int kd_dataset_open_flags(kd_dataset *ds, const char *path, unsigned flags, kd_e
     kd_fail(err, "%s has 0 rows (shape %s): the dataset is empty", what, shape);
     goto fail;
   }
+  if (check_written(ds->x, what, shape, err)) goto fail;
+  if (kd_h5_has_attr(ds->x, "layout")) { /* rows are read as CHW (or flat, reshaped so) */
+    char layout[16];
+    if (kd_h5_read_attr_string(ds->x, "layout", what, layout, sizeof layout, err)) goto fail;
+    if (strcmp(layout, "CHW") && strcmp(layout, "flat")) {
+      kd_fail(err, "%s has layout '%s' but kdcl reads rows as CHW or flat (transpose HWC "
+              "images to CHW first)", what, layout);
+      goto fail;
+    }
+  }
   ds->scale = 1.0f, ds->mean = 0.0f, ds->std = 1.0f;
   static const char *const xattr[3] = {"scale", "mean", "std"};
   float *xval[3] = {&ds->scale, &ds->mean, &ds->std};
@@ -333,6 +376,7 @@ int kd_dataset_open_flags(kd_dataset *ds, const char *path, unsigned flags, kd_e
     kd_fail(err, "%s has %" PRId64 " rows but /inputs/x has %" PRId64, what, dims[0], ds->num_rows);
     goto fail;
   }
+  if (check_written(ds->y, what, shape, err)) goto fail;
   if (!kd_h5_has_attr(ds->y, "num_classes")) {
     kd_fail(err, "%s has no attribute num_classes (the number of classes, an integer >= 1)", what);
     goto fail;

@@ -16,8 +16,13 @@ int kd_same_file(const char *a, const char *b) {
 int kd_check_output_path(const char *flag, const char *path, kd_error *err) {
   struct stat st;
   if (!*path) return kd_fail(err, "%s: the path is empty", flag);
-  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-    return kd_fail(err, "%s %s: is a directory, not a file", flag, path);
+  /* Outputs are replaced by rename: a device node (/dev/null), FIFO or socket there would be
+   * replaced by a regular file, so they are refused like a directory. */
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+    return kd_fail(err, "%s %s: is %s, not a file (outputs are written to a new file and "
+                   "renamed over the old one)", flag, path,
+                   S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                   : S_ISSOCK(st.st_mode) ? "a socket" : "a device");
   char dir[4096];
   const char *slash = strrchr(path, '/');
   if (!slash) snprintf(dir, sizeof dir, ".");

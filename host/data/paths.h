@@ -9,7 +9,8 @@
 int kd_same_file(const char *a, const char *b);
 
 /* Fails unless `path` (given as `flag`) can be created or replaced: its directory exists and is
- * writable, and path itself is not a directory. */
+ * writable, and path itself, if it exists, is a regular file (not a directory, device, FIFO or
+ * socket, which the rename that writes outputs would replace). */
 int kd_check_output_path(const char *flag, const char *path, kd_error *err);
 
 /* Fails when the output `out` (flag out_flag) is the same file as any of the n inputs (NULL

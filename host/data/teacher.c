@@ -470,7 +470,9 @@ int kd_import_teacher_topk_jsonl(const char *jsonl_path, const char *data_path,
     if (errno == ENOENT) return kd_fail(err, "%s: no such file", jp);
     return kd_fail(err, "%s: %s", jp, strerror(errno));
   }
-  if (S_ISDIR(st.st_mode)) return kd_fail(err, "%s: is a directory, not a JSONL file", jp);
+  if (!S_ISREG(st.st_mode)) /* a FIFO would block the reader */
+    return kd_fail(err, "%s: is %s, not a JSONL file", jp,
+                   S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
   FILE *f = fopen(jp, "r");
   if (!f) return kd_fail(err, "%s: %s", jp, strerror(errno));
 

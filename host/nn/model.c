@@ -1,16 +1,15 @@
 /* Model spec parsing (cJSON) and checking, parameter layout and initialisation. */
 #include "nn/model.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
+#include "runtime/file_io.h"
 #include "train/rng.h"
 
 /* Largest tensor we accept from a spec: arenas are indexed with 32 bits. */
@@ -487,32 +486,10 @@ done:
 }
 
 int kd_model_load(kd_model *m, const char *path, kd_error *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return kd_fail(err, "%s: cannot open the model spec (%s)", path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-    fclose(f);
-    return kd_fail(err, "%s: is a directory, not a model spec", path);
-  }
-  char *text = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      char *grown = cap > ((size_t)16 << 20) ? NULL : realloc(text, cap);
-      if (!grown) {
-        free(text);
-        fclose(f);
-        return kd_fail(err, "%s: the model spec is too large (over 16 MiB)", path);
-      }
-      text = grown;
-    }
-    size_t got = fread(text + len, 1, 4096, f);
-    len += got;
-    if (got < 4096) break;
-  }
-  fclose(f);
-  text[len] = '\0';
+  char *text, what[4200];
+  size_t len;
+  snprintf(what, sizeof what, "%s: the model spec", path);
+  if (kd_read_file(what, path, (size_t)16 << 20, 0, &text, &len, err)) return -1;
   int rc = kd_model_parse(m, text, path, err);
   free(text);
   return rc;

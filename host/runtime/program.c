@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/atomic_file.h"
+#include "runtime/file_io.h"
+
+/* Program binaries of every device seen are tens of MiB at most. */
+#define KD_MAX_BINARY_BYTES ((size_t)1 << 30)
 
 extern const char kd_kernel_source[];
 extern const size_t kd_kernel_source_len;
@@ -22,27 +25,6 @@ uint64_t kd_fnv1a64(uint64_t h, const void *data, size_t len) {
     h *= 1099511628211ull;
   }
   return h;
-}
-
-static int read_file(const char *path, unsigned char **data, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return -1;
-  int rc = -1;
-  if (fseek(f, 0, SEEK_END) == 0) {
-    long size = ftell(f);
-    if (size > 0 && fseek(f, 0, SEEK_SET) == 0) {
-      *data = malloc((size_t)size);
-      if (*data && fread(*data, 1, (size_t)size, f) == (size_t)size) {
-        *len = (size_t)size;
-        rc = 0;
-      } else {
-        free(*data);
-        *data = NULL;
-      }
-    }
-  }
-  fclose(f);
-  return rc;
 }
 
 static void cache_dir(char *buf, size_t len) {
@@ -142,14 +124,11 @@ static int build_from_binary(kd_device *dev, const unsigned char *bin, size_t le
 
 int kd_program_build(kd_device *dev, const char *kernels_binary, kd_error *err) {
   if (kernels_binary) {
-    unsigned char *bin = NULL;
+    char *bin = NULL, what[4200];
     size_t len = 0;
-    if (read_file(kernels_binary, &bin, &len))
-      return kd_fail(err, "--kernels-binary %s: cannot read the file (%s)", kernels_binary,
-                     errno ? strerror(errno) : "empty");
-    char what[4200];
     snprintf(what, sizeof what, "--kernels-binary %s", kernels_binary);
-    int rc = build_from_binary(dev, bin, len, what, err);
+    if (kd_read_file(what, kernels_binary, KD_MAX_BINARY_BYTES, 0, &bin, &len, err)) return -1;
+    int rc = build_from_binary(dev, (const unsigned char *)bin, len, what, err);
     free(bin);
     return rc ? rc : create_kernels(dev, err);
   }
@@ -159,11 +138,11 @@ int kd_program_build(kd_device *dev, const char *kernels_binary, kd_error *err) 
   if (dir[0])
     snprintf(path, sizeof path, "%s/%016llx.bin", dir,
              (unsigned long long)cache_key(&dev->info));
-  unsigned char *bin = NULL;
+  char *bin = NULL;
   size_t len = 0;
-  if (path[0] && read_file(path, &bin, &len) == 0) {
-    kd_error ignored;
-    int rc = build_from_binary(dev, bin, len, "from the cache", &ignored);
+  kd_error ignored;
+  if (path[0] && kd_read_file("cache", path, KD_MAX_BINARY_BYTES, 0, &bin, &len, &ignored) == 0) {
+    int rc = build_from_binary(dev, (const unsigned char *)bin, len, "from the cache", &ignored);
     free(bin);
     if (rc == 0) return create_kernels(dev, err);
     /* A stale or corrupt cache entry is rebuilt from source below. */

@@ -42,6 +42,11 @@ static int keep_name(const cJSON *cfg, const char *key, const char *flag, int gi
 int kd_resume_settings(kd_train_options *o, const kd_checkpoint *ck, char *teacher,
                            size_t teacher_cap, kd_error *err) {
   cJSON *cfg = ck->train_config ? cJSON_Parse(ck->train_config) : NULL;
+  if (ck->train_config && !cJSON_IsObject(cfg)) {
+    cJSON_Delete(cfg);
+    return kd_fail(err, "--resume %s: /meta/train_config is not a JSON object (a damaged "
+                   "checkpoint?)", o->resume_path);
+  }
   const cJSON *batch = cJSON_GetObjectItemCaseSensitive(cfg, "batch");
   const cJSON *shuffle = cJSON_GetObjectItemCaseSensitive(cfg, "shuffle");
   const cJSON *command = cJSON_GetObjectItemCaseSensitive(cfg, "command");
@@ -134,4 +139,41 @@ int kd_resume_settings(kd_train_options *o, const kd_checkpoint *ck, char *teach
   }
   cJSON_Delete(cfg);
   return rc;
+}
+
+int kd_resume_check_optimizer(const kd_checkpoint *ck, const char *path, kd_error *err) {
+  if (strcmp(ck->optimizer_type, "sgd") && strcmp(ck->optimizer_type, "adamw"))
+    return kd_fail(err, "--resume %s: /optimizer type '%s' is neither sgd nor adamw", path,
+                   ck->optimizer_type);
+  const struct {
+    const char *name;
+    double value, lo, hi;
+    int lo_open;
+  } hyper[] = {{"lr", ck->lr, 0, 1e6, 1},           {"momentum", ck->momentum, 0, 1, 0},
+               {"dampening", ck->dampening, 0, 1, 0}, {"weight_decay", ck->weight_decay, 0, 1e3, 0},
+               {"beta1", ck->beta1, 0, 1, 0},         {"beta2", ck->beta2, 0, 1, 0},
+               {"eps", ck->eps, 0, 1, 1}};
+  for (size_t i = 0; i < sizeof hyper / sizeof hyper[0]; i++) {
+    double v = hyper[i].value;
+    if (!(v >= hyper[i].lo && v <= hyper[i].hi) || (hyper[i].lo_open && v == hyper[i].lo))
+      return kd_fail(err, "--resume %s: /optimizer attribute %s is %g, outside %s%g, %g]", path,
+                     hyper[i].name, v, hyper[i].lo_open ? "(" : "[", hyper[i].lo, hyper[i].hi);
+  }
+  return 0;
+}
+
+int kd_resume_check_position(const kd_checkpoint *ck, const char *path, int64_t num_rows,
+                             int64_t batch, const char *data_path, kd_error *err) {
+  int64_t steps_per_epoch = (num_rows + batch - 1) / batch;
+  /* Every epoch is at least one step, so epoch <= step keeps the product below in range. */
+  int ok = ck->step >= 0 && ck->epoch >= 0 && ck->epoch <= ck->step && ck->data_cursor >= 0 &&
+           ck->data_cursor < num_rows;
+  ok = ok && ck->step == ck->epoch * steps_per_epoch + (ck->data_cursor + batch - 1) / batch;
+  if (!ok)
+    return kd_fail(err, "--resume %s: its position (step %lld, epoch %lld, row %lld) is not one "
+                   "a run over the %lld rows of %s in batches of %lld reaches (a damaged "
+                   "checkpoint, or other data than the run's?)", path, (long long)ck->step,
+                   (long long)ck->epoch, (long long)ck->data_cursor, (long long)num_rows,
+                   data_path, (long long)batch);
+  return 0;
 }

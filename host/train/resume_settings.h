@@ -17,4 +17,14 @@
 int kd_resume_settings(kd_train_options *o, const kd_checkpoint *ck, char *teacher,
                        size_t teacher_cap, kd_error *err);
 
+/* Fails, naming path, unless ck's optimizer is sgd or adamw with hyper-parameters in the
+ * ranges the CLI accepts (lr in (0, 1e6], momentum and betas in [0, 1], ...). */
+int kd_resume_check_optimizer(const kd_checkpoint *ck, const char *path, kd_error *err);
+
+/* Fails, naming path and data_path, unless ck's step, epoch and row cursor are a position that
+ * a run over num_rows rows in batches of `batch` reaches: step = epoch * ceil(num_rows / batch)
+ * + ceil(cursor / batch), cursor in [0, num_rows). */
+int kd_resume_check_position(const kd_checkpoint *ck, const char *path, int64_t num_rows,
+                             int64_t batch, const char *data_path, kd_error *err);
+
 #endif

@@ -383,7 +383,9 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   if (o->resume_path) {
     if (kd_checkpoint_read(o->resume_path, &ck, err)) goto done;
     have_ck = 1;
-    if (kd_resume_settings(o, &ck, resumed_teacher, sizeof resumed_teacher, err)) goto done;
+    if (kd_resume_check_optimizer(&ck, o->resume_path, err) ||
+        kd_resume_settings(o, &ck, resumed_teacher, sizeof resumed_teacher, err))
+      goto done;
     char source[4200];
     snprintf(source, sizeof source, "%s: /meta/model_config", o->resume_path);
     if (kd_model_parse(&r.model, ck.model_config, source, err)) goto done;
@@ -445,6 +447,9 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   }
   /* A batch larger than the data only wastes device memory. */
   if (o->batch > r.train.num_rows) o->batch = r.train.num_rows;
+  if (have_ck && kd_resume_check_position(&ck, o->resume_path, r.train.num_rows, o->batch,
+                                          o->data_path, err))
+    goto done;
   if (setup_teacher(&r, err)) goto done;
   if (kd_trainer_create(&r.trainer, &r.dev, &r.model, (size_t)o->batch,
                         r.source == KD_SOURCE_TOPK ? (size_t)r.train.teacher_k : 0, err))

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/atomic_file.h"
+#include "runtime/file_io.h"
 
 /* The files a run writes, relative to DIR: what --force removes. */
 static const char *const run_files[] = {"recipe.json", "metrics.jsonl", "eval.json",

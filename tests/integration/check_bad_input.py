@@ -289,11 +289,85 @@ dev = json.loads(k.run("devices", "--json").stdout)["devices"][0]
 rows = int(1.25 * dev["max_alloc_bytes"] / (256 * 128 * 128 * 4)) + 1
 with h5py.File(P("bigrows.h5"), "w") as f:
     f.create_dataset("inputs/x", shape=(rows, 1, 128, 128), dtype=np.uint8,
-                     chunks=(1, 1, 128, 128), compression="gzip")
+                     chunks=(1, 1, 128, 128), compression="gzip")[...] = 0
     f.create_dataset("labels/y", data=np.zeros(rows, np.int32)).attrs["num_classes"] = 4
 write_spec(P("wide_conv.json"), {"input": [1, 128, 128], "layers": [
     {"type": "conv2d", "filters": 256, "kernel": 3, "padding": 1}, {"type": "relu"},
     {"type": "global_avgpool"}, {"type": "flatten"}, {"type": "dense", "units": 4}]})
 train_fails(data=P("bigrows.h5"), model=P("wide_conv.json"), extra=["--batch", rows],
             mentions=["--batch", "MiB"])
+
+# --- found by an independent malformed-input batch -------------------------------------------
+# a FIFO as the spec, recipe or kernels binary: refused, not read (which would block)
+os.mkfifo(P("fifo.json"))
+train_fails(model=P("fifo.json"), mentions=["fifo.json", "FIFO"])
+k.fails("train", "--config", P("fifo.json"), "--out", P("ck.h5"), mentions=["fifo.json", "FIFO"])
+os.makedirs(P("adir"), exist_ok=True)
+k.fails("eval", "--checkpoint", P("ck.h5"), "--data", P("good.h5"), "--kernels-binary", P("adir"),
+        mentions=["--kernels-binary", "directory"])
+# an existing output that is not a regular file is refused, not replaced by rename
+k.fails("predict", "--checkpoint", P("ck.h5"), "--data", P("good.h5"), "--out", P("fifo.json"),
+        mentions=["--out", "FIFO"])
+assert os.path.exists(P("fifo.json")) and not os.path.isfile(P("fifo.json"))
+# empty values and forgotten values (the next option taken as the value)
+for cmd in (["train", "--model", P("m.json"), "--data", P("good.h5"), "--out", P("ck.h5")],
+            ["eval", "--checkpoint", P("ck.h5"), "--data", P("good.h5")],
+            ["label", "--teacher", P("ck.h5"), "--data", P("good.h5"), "--out", P("l.h5")],
+            ["export", "--checkpoint", P("ck.h5"), "--out", P("e.st")]):
+    flag = cmd[3]
+    k.fails(*cmd[:4], "", *cmd[5:], code=2, mentions=[flag, "empty"])
+    k.fails(*cmd[:4], "--quiet" if cmd[0] == "train" else "--help", *cmd[5:], code=2,
+            mentions=[flag, "value missing"])
+k.fails("eval", "--checkpoint", P("ck.h5"), "--data", P("good.h5"), "--device", "", code=2,
+        mentions=["--device", "empty"])
+# kdcl import teacher-topk writing over its own JSONL
+open(P("api.jsonl"), "w").write('{"row": 0, "top_logprobs": [{"class": 0, "logprob": -0.1}]}\n')
+jsonl_bytes = open(P("api.jsonl"), "rb").read()
+k.fails("import", "teacher-topk", "--jsonl", P("api.jsonl"), "--data", P("good.h5"), "--out",
+        P("api.jsonl"), mentions=["--out", "--jsonl"])
+assert open(P("api.jsonl"), "rb").read() == jsonl_bytes
+# rows declared but never written; a layout kdcl does not read
+with h5py.File(P("unwritten.h5"), "w") as f:
+    f.create_dataset("inputs/x", shape=(2 ** 40, 16), dtype=np.float32, chunks=(1024, 16))
+    f.create_dataset("labels/y", data=np.zeros(10, np.int32)).attrs["num_classes"] = 4
+train_fails(data=P("unwritten.h5"), mentions=["unwritten.h5", "ever written"])
+k.fails("eval", "--checkpoint", P("ck.h5"), "--data", P("unwritten.h5"), mentions=["ever written"])
+with h5py.File(P("partial.h5"), "w") as f:
+    f.create_dataset("inputs/x", shape=(200, 16), dtype=np.float32, chunks=(50, 16),
+                     compression="gzip")[:120] = x[:120]
+    f.create_dataset("labels/y", data=y).attrs["num_classes"] = 4
+train_fails(data=P("partial.h5"), mentions=["partial.h5", "ever written"])
+write_dataset(P("hwc.h5"), x, y, 4)
+with h5py.File(P("hwc.h5"), "a") as f:
+    f["inputs/x"].attrs["layout"] = "HWC"
+train_fails(data=P("hwc.h5"), mentions=["hwc.h5", "layout", "HWC"])
+
+# a damaged checkpoint given to --resume: position, optimizer, train_config
+def damaged(name, edit):
+    path = P(name)
+    with open(path, "wb") as f:
+        f.write(ck_bytes)
+    with h5py.File(path, "a") as f:
+        edit(f)
+    return path
+
+def set_scalar(key, value):
+    def edit(f):
+        del f[key]
+        f.create_dataset(key, data=np.int64(value))
+    return edit
+
+for name, edit, mentions in (
+        ("cursor.h5", set_scalar("train/data_cursor", 10 ** 6), ["cursor.h5", "position"]),
+        ("epoch.h5", set_scalar("train/epoch", 10 ** 15), ["epoch.h5", "position"]),
+        ("step.h5", set_scalar("train/step", -5), ["step.h5", "position"]),
+        ("opt.h5", lambda f: f["optimizer"].attrs.modify("type", "lamb"), ["opt.h5", "lamb"]),
+        ("lr.h5", lambda f: f["optimizer"].attrs.modify("lr", np.nan), ["lr.h5", "lr"]),
+        ("cfg.h5", lambda f: (f.__delitem__("meta/train_config"),
+                              f.create_dataset("meta/train_config", data="{broken")),
+         ["cfg.h5", "train_config"])):
+    path = damaged(name, edit)
+    k.fails("train", "--data", P("good.h5"), "--resume", path, "--out", P("ck.h5"), "--epochs", 2,
+            "--quiet", mentions=mentions)
+    assert open(P("ck.h5"), "rb").read() == ck_bytes
 print("all bad-input cases refused cleanly")
