@@ -1,5 +1,5 @@
 /* kdcl bench gemm|step: GEMM throughput and accuracy for one shape, and the speed of a training
- * step with its kernel profile (host/train/bench.c). */
+ * step with its kernel profile, fed from a file or not (host/train/bench.c). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +15,7 @@
 static void help(void) {
   printf(
       "usage: kdcl bench gemm --m M --n N --k K [--ta] [--tb] [options]\n"
-      "       kdcl bench step --model SPEC.json [--batch B] [--loss L] [options]\n\n"
+      "       kdcl bench step --model SPEC.json [--batch B] [--loss L] [--data FILE.h5] [options]\n\n"
       "gemm: times C[M,N] = op(A)[M,K] * op(B)[K,N] (row-major; --ta, --tb transpose the stored\n"
       "A [K,M] and B [N,K]) through the GEMM back end, on random operands in [-1, 1). Each sample\n"
       "runs enough calls back to back to last ~10 ms; prints the best and median GFLOP/s and the\n"
@@ -27,28 +27,42 @@ static void help(void) {
       "step: one training step of SPEC.json at batch B on synthetic data already on the device\n"
       "(random inputs, labels and teacher logits; no files): forward, loss, backward, one\n"
       "optimizer launch and the asynchronous loss read-back, as 'kdcl train' enqueues them.\n"
-      "Prints samples/s, ms per step (median of 5 chunks, queue drained after each), kernel\n"
+      "Prints samples/s, ms per step (median of R chunks, queue drained after each), kernel\n"
       "launches per step, then from a second, profiled run each kernel's device ms and share, the\n"
       "built-in GEMM kernels' sum against the step time, device bytes per arena and peak RSS.\n"
       "  --model SPEC.json        model spec (see models/)\n"
       "  --batch B                rows per step (default 128)\n"
       "  --loss L                 ce (labels only, default) or a distillation loss against dense\n"
-      "                           teacher logits: kd, rkl, jsd, skl, tvd, mse\n"
+      "                           teacher logits (with --data, the file's /teacher, dense or\n"
+      "                           top-k): kd, rkl, jsd, skl, tvd, mse\n"
       "  --temperature T, --alpha A   distillation settings (defaults 4, 0.5)\n"
       "  --optimizer sgd|adamw    default adamw (torch.optim defaults); --lr X\n"
-      "  --steps S                timed steps (default 100)\n"
-      "  --warmup W               untimed steps first (default 10)\n"
-      "  --upload                 copy the batch from host memory every step, as training does\n\n"
+      "  --steps S                timed steps (default 100; with --data, per feed)\n"
+      "  --warmup W               untimed steps first (default 10; with --data, per feed)\n"
+      "  --rounds R               timed chunks of S/R steps (default 5)\n"
+      "  --upload                 copy the batch from host memory every step, as training does\n"
+      "  --data FILE.h5           also feed the step from this dataset (a kdcl dataset whose rows\n"
+      "                           fit the model; with a /teacher unless --loss ce) through the\n"
+      "                           training loader (held in memory up to KDCL_DATA_MEMORY MiB,\n"
+      "                           default 64, else streamed by its prefetch thread), shuffled\n"
+      "                           epochs and non-blocking uploads, exactly as 'kdcl train|distill'\n"
+      "                           read it. Each of R rounds times S/R steps of each feed in\n"
+      "                           turn: the file's first batch kept on the device, that batch\n"
+      "                           copied from host memory every step, and the file. Prints each\n"
+      "                           feed's ms per step (median over the rounds) and file /\n"
+      "                           on-device (median of the rounds' ratios)\n\n"
       "both:\n"
       "  --device SEL             index, cpu|gpu|accelerator, or name substring (env KDCL_DEVICE)\n"
-      "  --gemm clblast|builtin   GEMM back end (default: clblast on GPUs, builtin elsewhere)\n"
+      "  --gemm auto|clblast|builtin  GEMM back end (default auto: each shape on the faster one,\n"
+      "                           measured once per device and cached; builtin with\n"
+      "                           --kernels-binary)\n"
       "  --json                   print exactly one JSON object on stdout\n"
       "  --help                   this text\n");
 }
 
 enum {
   O_M = 256, O_N, O_K, O_TA, O_TB, O_REPEAT, O_MODEL, O_BATCH, O_LOSS, O_TEMP, O_ALPHA, O_OPT,
-  O_LR, O_STEPS, O_WARMUP, O_UPLOAD, O_DEVICE, O_GEMM, O_JSON, O_HELP
+  O_LR, O_STEPS, O_WARMUP, O_UPLOAD, O_DEVICE, O_GEMM, O_JSON, O_HELP, O_ROUNDS, O_DATA
 };
 
 static void print_json(cJSON *root) {
@@ -159,6 +173,23 @@ static int run_step(const kd_bench_step_opts *o, int json) {
       cJSON_AddNumberToObject(ar, r->arenas[i].name, (double)r->arenas[i].bytes);
     cJSON_AddNumberToObject(ar, "total", (double)r->device_bytes);
     cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)r->peak_rss_kib * 1024.0);
+    if (r->with_data) {
+      cJSON *d = cJSON_AddObjectToObject(j, "data");
+      cJSON_AddStringToObject(d, "path", o->data_path);
+      cJSON_AddNumberToObject(d, "rows", (double)r->data_rows);
+      cJSON_AddStringToObject(d, "inputs", r->data_x_is_u8 ? "uint8" : "float32");
+      cJSON_AddStringToObject(d, "teacher", r->data_teacher);
+      cJSON_AddBoolToObject(d, "in_memory", r->data_resident);
+      cJSON_AddNumberToObject(d, "rounds", r->data_rounds);
+      cJSON_AddNumberToObject(d, "steps_per_block", r->data_block_steps);
+      cJSON_AddNumberToObject(d, "epochs_started", (double)r->data_epochs_started);
+      cJSON_AddNumberToObject(d, "resident_step_ms", r->resident_step_ms);
+      cJSON_AddNumberToObject(d, "host_step_ms", r->host_step_ms);
+      cJSON_AddNumberToObject(d, "file_step_ms", r->file_step_ms);
+      cJSON_AddNumberToObject(d, "file_over_resident", r->file_over_resident);
+      cJSON_AddNumberToObject(d, "file_over_resident_of_medians", r->file_over_resident_of_medians);
+      cJSON_AddNumberToObject(d, "host_over_resident", r->host_over_resident);
+    }
     print_json(j);
   } else {
     printf("step: %s (%zu parameters), batch %zu, loss %s, %s, on '%s', gemm %s%s\n",
@@ -184,6 +215,21 @@ static int run_step(const kd_bench_step_opts *o, int json) {
              i + 1 < r->num_arenas ? "," : "");
     printf("; total %.2f MiB\n  peak host RSS %.1f MiB\n", r->device_bytes / 1048576.0,
            r->peak_rss_kib / 1024.0);
+    if (r->with_data) {
+      printf("  data: %s, %lld rows (%s inputs, teacher %s), %s; %d rounds of %d steps per "
+             "feed, %lld epochs begun\n",
+             o->data_path, (long long)r->data_rows, r->data_x_is_u8 ? "uint8" : "float32",
+             r->data_teacher,
+             r->data_resident ? "held in memory by the loader" : "streamed by the loader thread",
+             r->data_rounds, r->data_block_steps, (long long)r->data_epochs_started);
+      printf("    batch already on the device      %.3f ms per step\n", r->resident_step_ms);
+      printf("    batch copied from host memory    %.3f ms per step (%.3fx)\n", r->host_step_ms,
+             r->host_over_resident);
+      printf("    batches read from the file       %.3f ms per step\n", r->file_step_ms);
+      printf("    file / on device = %.3f (median of the rounds' ratios; ratio of the medians "
+             "%.3f)\n",
+             r->file_over_resident, r->file_over_resident_of_medians);
+    }
   }
   free(r);
   return KD_EXIT_OK;
@@ -201,6 +247,7 @@ int kd_cmd_bench(int argc, char **argv) {
       {"warmup", required_argument, 0, O_WARMUP}, {"upload", no_argument, 0, O_UPLOAD},
       {"device", required_argument, 0, O_DEVICE}, {"gemm", required_argument, 0, O_GEMM},
       {"json", no_argument, 0, O_JSON},           {"help", no_argument, 0, O_HELP},
+      {"rounds", required_argument, 0, O_ROUNDS}, {"data", required_argument, 0, O_DATA},
       {0, 0, 0, 0}};
   const char *cmd = "bench";
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) return help(), KD_EXIT_OK;
@@ -251,7 +298,7 @@ int kd_cmd_bench(int argc, char **argv) {
         else if ((rc = kd_flag_int64(cmd, "--repeat", optarg, 1, 100000, &iv)) == 0) g.repeat = (int)iv;
         break;
       case O_MODEL: case O_BATCH: case O_LOSS: case O_TEMP: case O_ALPHA: case O_OPT: case O_LR:
-      case O_STEPS: case O_WARMUP: case O_UPLOAD:
+      case O_STEPS: case O_WARMUP: case O_UPLOAD: case O_ROUNDS: case O_DATA:
         if (!is_step) {
           wrong = 1;
           break;
@@ -276,6 +323,10 @@ int kd_cmd_bench(int argc, char **argv) {
           if ((rc = kd_flag_int64(cmd, "--steps", optarg, 1, 1000000, &iv)) == 0) s.steps = (int)iv;
         } else if (c == O_WARMUP) {
           if ((rc = kd_flag_int64(cmd, "--warmup", optarg, 0, 1000000, &iv)) == 0) s.warmup = (int)iv;
+        } else if (c == O_ROUNDS) {
+          if ((rc = kd_flag_int64(cmd, "--rounds", optarg, 1, 10000, &iv)) == 0) s.rounds = (int)iv;
+        } else if (c == O_DATA) {
+          s.data_path = optarg;
         } else {
           s.upload = 1;
         }
@@ -283,7 +334,7 @@ int kd_cmd_bench(int argc, char **argv) {
       case O_DEVICE: s.device = optarg; break;
       case O_GEMM:
         if (kd_gemm_backend_parse(optarg, &s.gemm))
-          return kd_cli_usage_error(cmd, "--gemm expects clblast or builtin, got '%s'", optarg);
+          return kd_cli_usage_error(cmd, "--gemm expects auto, clblast or builtin, got '%s'", optarg);
         s.gemm_set = 1;
         break;
       case O_JSON: json = 1; break;
@@ -301,6 +352,9 @@ int kd_cmd_bench(int argc, char **argv) {
     return run_gemm(s.device, s.gemm_set, s.gemm, &g, json);
   }
   if (!s.model_path) return kd_cli_usage_error(cmd, "bench step needs --model SPEC.json");
+  if (s.data_path && s.upload)
+    return kd_cli_usage_error(cmd, "--upload does not apply with --data, which times the batch "
+                                   "on the device, copied from host memory, and from the file");
   kd_optim_config_defaults(&s.optim, opt);
   if (lr >= 0) s.optim.lr = (float)lr;
   if (s.loss == KD_LOSS_CE) s.dcfg.alpha = 1.0f;

@@ -37,7 +37,9 @@ static void help(const char *cmd) {
          "  --batch B                rows per forward pass (default 256)\n"
          "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"
          "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
-         "  --gemm clblast|builtin   GEMM back end (default: clblast on GPUs, builtin elsewhere)\n"
+         "  --gemm auto|clblast|builtin  GEMM back end (default auto: each shape on the faster one,\n"
+      "                           measured once per device and cached; builtin with\n"
+      "                           --kernels-binary)\n"
          "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
          "                           (default: build from source, cached per device)\n"
          "%s"
@@ -79,7 +81,7 @@ static int parse(const char *cmd, int argc, char **argv, infer_flags *f) {
         break;
       case O_GEMM:
         if (kd_gemm_backend_parse(optarg, &f->gemm))
-          return kd_cli_usage_error(cmd, "--gemm expects clblast or builtin, got '%s'", optarg);
+          return kd_cli_usage_error(cmd, "--gemm expects auto, clblast or builtin, got '%s'", optarg);
         f->gemm_set = 1;
         break;
       case O_BATCH:

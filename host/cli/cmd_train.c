@@ -83,7 +83,9 @@ static void help(int distill) {
       "device:\n"
       "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"
       "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
-      "  --gemm clblast|builtin   GEMM back end (default: clblast on GPUs, builtin elsewhere)\n"
+      "  --gemm auto|clblast|builtin  GEMM back end (default auto: each shape on the faster one,\n"
+      "                           measured once per device and cached; builtin with\n"
+      "                           --kernels-binary)\n"
       "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
       "                           (default: build from source, cached per device)\n"
       "optimizer (defaults and meanings as in torch.optim):\n"
@@ -292,7 +294,7 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv,
       case OPT_HELP: help(distill); return KD_EXIT_OK;
       case OPT_GEMM:
         if (kd_gemm_backend_parse(optarg, &o.gemm))
-          return kd_cli_usage_error(cmd, "--gemm expects clblast or builtin, got '%s'", optarg);
+          return kd_cli_usage_error(cmd, "--gemm expects auto, clblast or builtin, got '%s'", optarg);
         o.gemm_set = 1;
         break;
       case OPT_OPTIMIZER:

@@ -2,7 +2,9 @@
  *   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
  * op(A) = A (stored [M,K], row stride lda) or A^T (stored [K,M], row stride lda); likewise B.
  * Offsets and strides are in floats. Dispatches to CLBlast or to kernels/gemm.cl according to
- * dev->gemm_backend. Enqueues only; no host synchronisation. */
+ * dev->gemm_backend; with KD_GEMM_AUTO (the default) each shape goes to the back end measured
+ * faster for it on this device (kd_gemm_choose). Enqueues only; no host synchronisation, except
+ * the one time a new shape is measured (a few calls of each back end on scratch operands). */
 #ifndef KD_GEMM_H
 #define KD_GEMM_H
 
@@ -16,7 +18,9 @@ int kd_gemm(kd_device *dev, int trans_a, int trans_b, size_t M, size_t N, size_t
             cl_mem C, size_t c_off, size_t ldc, kd_error *err);
 
 /* Whether the back end can fuse a dense layer's bias and activation into its GEMMs
- * (kd_gemm_nt_epilogue, kd_gemm_outer_epilogue): the built-in kernels can, CLBlast cannot. */
+ * (kd_gemm_nt_epilogue, kd_gemm_outer_epilogue): the built-in kernels can, CLBlast cannot.
+ * KD_GEMM_AUTO says yes: where it picks CLBlast for a shape, the epilogue functions run the GEMM
+ * there and the epilogue as the separate kernels a layer would (the same bits). */
 int kd_gemm_fuses_epilogue(const kd_device *dev);
 
 /* The built-in NT GEMM with a dense layer's epilogue, one launch:
@@ -45,7 +49,20 @@ int kd_gemm_outer_epilogue(kd_device *dev, int trans_a, size_t M, size_t N, size
  * in err). Blocking; used by `kdcl devices` and before honouring --gemm clblast. */
 int kd_gemm_clblast_usable(kd_device *dev, kd_error *err);
 
-/* Parses "clblast" or "builtin"; returns -1 for anything else. */
+/* The back end kd_gemm takes for the shape: dev->gemm_backend when forced; with KD_GEMM_AUTO,
+ * the built-in kernel below 2^21 multiply-adds (launch overhead decides there), else the faster
+ * of the two as measured once per device and shape: looked up in
+ * <cache dir>/gemm-choice-<key>.json (gemm_cache.h), measured and added there when absent.
+ * CLBlast must beat the built-in kernel by 10% (which fuses the dense layers' epilogues) and
+ * agree with it within float rounding. Blocking only when it measures. */
+int kd_gemm_choose(kd_device *dev, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                   kd_gemm_backend *out, kd_error *err);
+
+/* The path of the device's choice file into buf (after applying any tuned CLBlast parameters,
+ * which are part of its key); -1 when there is no cache dir. */
+int kd_gemm_choice_path(kd_device *dev, char *buf, size_t len);
+
+/* Parses "clblast", "builtin" or "auto"; returns -1 for anything else. */
 int kd_gemm_backend_parse(const char *name, kd_gemm_backend *out);
 const char *kd_gemm_backend_name(kd_gemm_backend backend);
 

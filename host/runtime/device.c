@@ -141,7 +141,7 @@ int kd_device_open(kd_device *dev, const char *selector, const char *kernels_bin
   dev->context = clCreateContext(props, 1, &dev->info.device, NULL, NULL, &rc);
   KD_CL_CHECK(err, rc);
   dev->profiling = profiling;
-  dev->gemm_backend = (dev->info.type & CL_DEVICE_TYPE_GPU) ? KD_GEMM_CLBLAST : KD_GEMM_BUILTIN;
+  dev->gemm_backend = kernels_binary ? KD_GEMM_BUILTIN : KD_GEMM_AUTO;
   dev->queue = clCreateCommandQueue(dev->context, dev->info.device,
                                     profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
   if (rc != CL_SUCCESS) {
@@ -157,6 +157,7 @@ int kd_device_open(kd_device *dev, const char *selector, const char *kernels_bin
 }
 
 void kd_device_close(kd_device *dev) {
+  if (dev->gemm_state && dev->gemm_state_free) dev->gemm_state_free(dev->gemm_state);
   for (int i = 0; i < dev->num_kernels; i++) clReleaseKernel(dev->kernels[i].kernel);
   free(dev->kernels);
   if (dev->program) clReleaseProgram(dev->program);

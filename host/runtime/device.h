@@ -32,15 +32,26 @@ typedef struct kd_kernel_entry {
   double profiled_ms; /* summed from profiling events when the queue profiles */
 } kd_kernel_entry;
 
-/* Which GEMM implementation kd_gemm uses on this device (--gemm). */
-typedef enum kd_gemm_backend { KD_GEMM_BUILTIN = 0, KD_GEMM_CLBLAST = 1 } kd_gemm_backend;
+/* Which GEMM implementation kd_gemm uses on this device (--gemm). KD_GEMM_AUTO: per shape, the
+ * faster of the two, measured once per device and cached (nn/gemm.c). */
+typedef enum kd_gemm_backend {
+  KD_GEMM_BUILTIN = 0,
+  KD_GEMM_CLBLAST = 1,
+  KD_GEMM_AUTO = 2
+} kd_gemm_backend;
 
 /* Local size of 1-D element-wise kernels; kernels/common.h has the same default. */
 #define KD_WG 64
 
 typedef struct kd_device {
   kd_device_info info;
-  kd_gemm_backend gemm_backend; /* default: CLBlast on GPUs, the built-in kernel elsewhere */
+  /* default: KD_GEMM_AUTO, or the built-in kernel when the program came from a prebuilt binary
+   * (FPGA runtimes cannot compile CLBlast's kernels) */
+  kd_gemm_backend gemm_backend;
+  /* The GEMM dispatcher's per-device state (tuned CLBlast parameters applied, shape choices),
+   * made on first use by nn/gemm.c and released by kd_device_close through gemm_state_free. */
+  void *gemm_state;
+  void (*gemm_state_free)(void *state);
   cl_context context;
   cl_command_queue queue;
   cl_program program;

@@ -1,5 +1,6 @@
 /* kdcl bench: GEMM throughput against a double reference, and the training step on synthetic
- * data with its kernel profile, arena sizes and peak RSS. */
+ * data with its kernel profile, arena sizes and peak RSS; with --data, the step fed from a file
+ * through the training loader against the batch already on the device. */
 #include "train/bench.h"
 
 #include <math.h>
@@ -9,9 +10,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "data/dataset.h"
 #include "nn/gemm.h"
 #include "nn/model.h"
+#include "train/loader.h"
 #include "train/loss_ring.h"
+#include "train/rng.h"
 #include "train/trainer.h"
 
 static double now_ms(void) {
@@ -162,6 +166,13 @@ done:
 
 /* ---- training step ---- */
 
+/* Where a timed step's batch comes from. */
+typedef enum step_feed {
+  FEED_RESIDENT, /* the batch uploaded once, before timing: already on the device */
+  FEED_HOST,     /* the same host batch copied (and normalised) every step */
+  FEED_FILE,     /* the dataset's rows through the training loader, as kdcl train/distill */
+} step_feed;
+
 typedef struct step_bench {
   const kd_bench_step_opts *o;
   kd_device dev;
@@ -170,15 +181,49 @@ typedef struct step_bench {
   int model_open;
   kd_trainer t;
   int trainer_open;
-  uint8_t *x;
+  /* the host batch: inputs of the stored type, labels, teacher rows (dense or top-k) */
+  void *x;
+  int x_is_u8;
+  float scale, mean, std;
   int32_t *y;
   float *teacher, *host_params, *host_buffers;
+  int32_t *t_idx;
+  float *t_logp;
+  size_t topk_k;
+  kd_teacher_source source;
   kd_loss_ring ring;
   int ring_open;
   int64_t step;
+  /* --data: the file, the loader and the position in its epochs, as host/train/run.c holds
+   * them; prev is the batch whose upload (prev_upload) may still read its slot */
+  kd_dataset ds;
+  int ds_open;
+  kd_loader loader;
+  int loader_open;
+  int64_t *order, epoch, epochs_started;
+  kd_batch *prev;
+  cl_event prev_upload;
 } step_bench;
 
+/* The training loop's hand-back of a batch: once the device has copied it, its slot goes back
+ * to the reader. */
+static void feed_release_prev(step_bench *b) {
+  if (b->prev_upload) {
+    clWaitForEvents(1, &b->prev_upload);
+    clReleaseEvent(b->prev_upload);
+    b->prev_upload = NULL;
+  }
+  if (b->prev) kd_loader_release(&b->loader, b->prev);
+  b->prev = NULL;
+}
+
 static void step_bench_close(step_bench *b) {
+  if (b->loader_open) {
+    if (b->dev_open) clFinish(b->dev.queue); /* no upload may still read a slot */
+    feed_release_prev(b);
+    kd_loader_close(&b->loader);
+    b->loader_open = 0;
+  }
   if (b->ring_open) kd_loss_ring_free(&b->ring);
   if (b->trainer_open) kd_trainer_release(&b->t);
   if (b->dev_open) kd_device_close(&b->dev);
@@ -187,13 +232,20 @@ static void step_bench_close(step_bench *b) {
 
 static const float k_scale = 1.0f / 255.0f, k_mean = 0.2860f, k_std = 0.3530f;
 
+static int with_teacher(const step_bench *b) {
+  return b->source == KD_SOURCE_DENSE_OFFLINE || b->source == KD_SOURCE_TOPK;
+}
+
 static int upload_batch(step_bench *b, kd_error *err) {
   size_t B = b->o->batch;
   cl_event ev = NULL;
-  if (kd_trainer_upload(&b->t, b->x, 1, b->y, B, k_scale, k_mean, k_std, &ev, err)) return -1;
+  if (kd_trainer_upload(&b->t, b->x, b->x_is_u8, b->y, B, b->scale, b->mean, b->std, &ev, err))
+    return -1;
   clReleaseEvent(ev);
-  if (b->o->loss != KD_LOSS_CE) {
-    if (kd_trainer_upload_teacher(&b->t, b->teacher, NULL, NULL, B, &ev, err)) return -1;
+  if (with_teacher(b)) {
+    if (kd_trainer_upload_teacher(&b->t, b->source == KD_SOURCE_TOPK ? NULL : b->teacher,
+                                  b->t_idx, b->t_logp, B, &ev, err))
+      return -1;
     clReleaseEvent(ev);
   }
   return 0;
@@ -210,7 +262,7 @@ static int step_bench_open(step_bench *b, int profiling, kd_error *err) {
     if (o->gemm == KD_GEMM_CLBLAST && !kd_gemm_clblast_usable(&b->dev, err))
       return kd_fail_context(err, "--gemm clblast on '%s'", b->dev.info.name);
   }
-  if (kd_trainer_create(&b->t, &b->dev, &b->model, o->batch, 0, err)) return -1;
+  if (kd_trainer_create(&b->t, &b->dev, &b->model, o->batch, b->topk_k, err)) return -1;
   b->trainer_open = 1;
   if (kd_trainer_write_params(&b->t, b->host_params, b->model.num_bn ? b->host_buffers : NULL,
                               err) ||
@@ -223,23 +275,62 @@ static int step_bench_open(step_bench *b, int profiling, kd_error *err) {
   return 0;
 }
 
+/* The next batch from the loader, as run_epochs takes it: the previous batch's slot is given
+ * back once its upload is done, and at the end of an epoch the next one starts in its own
+ * shuffled order (validation and checkpoints, which training does there, are not timed). */
+static int feed_next(step_bench *b, kd_batch **out, kd_error *err) {
+  for (;;) {
+    kd_batch *nb;
+    if (kd_loader_next(&b->loader, &nb, err)) return -1;
+    feed_release_prev(b);
+    if (nb) {
+      *out = nb;
+      return 0;
+    }
+    b->epoch++;
+    b->epochs_started++;
+    kd_epoch_order(b->order, b->ds.num_rows, 1, b->epoch, 1);
+    kd_loader_start(&b->loader, b->order, b->ds.num_rows, 0);
+  }
+}
+
 /* One training step as the training loop enqueues it (host/train/run.c): [upload], forward,
  * loss, backward, optimizer, the loss read-back of this step, and a wait for the read-back of
  * two steps ago. */
-static int step_once(step_bench *b, kd_error *err) {
+static int step_once(step_bench *b, step_feed feed, kd_error *err) {
   const kd_bench_step_opts *o = b->o;
   kd_trainer *t = &b->t;
-  size_t B = o->batch;
+  size_t n = o->batch;
+  kd_batch *fb = NULL;
+  if (feed == FEED_FILE) {
+    if (feed_next(b, &fb, err)) return -1;
+    n = fb->n;
+  }
   int64_t step = ++b->step;
   int distill = o->loss != KD_LOSS_CE;
   if (kd_loss_ring_drain(&b->ring, (int)(step % 2), err)) return -1;
-  if (o->upload && upload_batch(b, err)) return -1;
-  if (kd_trainer_forward(t, B, 1, 1, step, err) ||
-      kd_trainer_loss(t, B, distill ? &o->dcfg : NULL,
-                      distill ? KD_SOURCE_DENSE_OFFLINE : KD_SOURCE_LABELS, kd_at(NULL, 0), err) ||
-      kd_trainer_backward(t, B, 1, step, err) ||
+  if (feed == FEED_HOST && upload_batch(b, err)) return -1;
+  if (feed == FEED_FILE) {
+    /* host/train/run.c enqueue_step: inputs and labels, then the teacher rows, all
+     * non-blocking; the last write's event says when the slot may be reused. */
+    b->prev = fb;
+    cl_event ev = NULL, later = NULL;
+    int rc = kd_trainer_upload(t, fb->x, b->x_is_u8, fb->y, n, b->scale, b->mean, b->std, &ev,
+                               err);
+    if (rc == 0 && with_teacher(b))
+      rc = kd_trainer_upload_teacher(t, fb->t_logits, fb->t_idx, fb->t_logp, n, &later, err);
+    if (later) {
+      if (ev) clReleaseEvent(ev);
+      ev = later;
+    }
+    b->prev_upload = ev;
+    if (rc) return -1;
+  }
+  if (kd_trainer_forward(t, n, 1, 1, step, err) ||
+      kd_trainer_loss(t, n, distill ? &o->dcfg : NULL, b->source, kd_at(NULL, 0), err) ||
+      kd_trainer_backward(t, n, 1, step, err) ||
       kd_trainer_optimizer_step(t, &o->optim, o->optim.lr, step, err) ||
-      kd_loss_ring_enqueue(&b->ring, t, step, B, err))
+      kd_loss_ring_enqueue(&b->ring, t, step, n, err))
     return -1;
   return 0;
 }
@@ -258,6 +349,76 @@ static void record_arena(kd_bench_step_result *r, const char *name, size_t bytes
   r->device_bytes += bytes;
 }
 
+/* --data: opens the file, checks it fits the model and the loss, and reads the first batch of
+ * the first epoch's order into the host batch (the one kept on the device). */
+static int open_data(step_bench *b, kd_bench_step_result *r, kd_error *err) {
+  const kd_bench_step_opts *o = b->o;
+  const kd_model *m = &b->model;
+  kd_dataset *ds = &b->ds;
+  size_t B = o->batch;
+  if (kd_dataset_open(ds, o->data_path, err)) return -1;
+  b->ds_open = 1;
+  if (ds->sample_size != m->input_size)
+    return kd_fail(err, "--data %s: /inputs/x rows have %zu values but model '%s' takes %zu",
+                   o->data_path, ds->sample_size, m->name, m->input_size);
+  if ((size_t)ds->num_classes != m->num_classes)
+    return kd_fail(err, "--data %s: /labels/y has num_classes %d but model '%s' outputs %zu",
+                   o->data_path, ds->num_classes, m->name, m->num_classes);
+  if (ds->num_rows < (int64_t)B)
+    return kd_fail(err, "--data %s has %lld rows, fewer than --batch %zu", o->data_path,
+                   (long long)ds->num_rows, B);
+  if (kd_dataset_check_labels(ds, err) || kd_dataset_check_inputs(ds, err)) return -1;
+  b->source = KD_SOURCE_LABELS;
+  if (o->loss != KD_LOSS_CE) {
+    if (ds->teacher_kind == KD_TEACHER_NONE)
+      return kd_fail(err, "--data %s has no /teacher, which --loss %s needs (write one with "
+                     "'kdcl label'), or use --loss ce", o->data_path,
+                     kd_distill_loss_name(o->loss));
+    if (ds->teacher_kind == KD_TEACHER_TOPK &&
+        (o->loss == KD_LOSS_MSE || o->loss == KD_LOSS_RKL))
+      return kd_fail(err, "--loss %s needs dense teacher logits, but %s holds a top-k teacher",
+                     kd_distill_loss_name(o->loss), o->data_path);
+    b->source = ds->teacher_kind == KD_TEACHER_TOPK ? KD_SOURCE_TOPK : KD_SOURCE_DENSE_OFFLINE;
+    if (ds->teacher_kind == KD_TEACHER_TOPK) b->topk_k = (size_t)ds->teacher_k;
+  }
+  b->x_is_u8 = ds->x_is_u8;
+  b->scale = ds->scale;
+  b->mean = ds->mean;
+  b->std = ds->std;
+  size_t elem = ds->x_is_u8 ? 1 : sizeof(float);
+  b->x = malloc(B * m->input_size * elem);
+  b->order = malloc((size_t)ds->num_rows * sizeof *b->order);
+  if (b->topk_k) {
+    b->t_idx = malloc(B * b->topk_k * sizeof *b->t_idx);
+    b->t_logp = malloc(B * b->topk_k * sizeof *b->t_logp);
+  }
+  if (!b->x || !b->order || (b->topk_k && (!b->t_idx || !b->t_logp)))
+    return kd_fail(err, "out of host memory for --data %s", o->data_path);
+  kd_epoch_order(b->order, ds->num_rows, 1, 0, 1);
+  if (kd_dataset_read_rows(ds, b->order, B, b->x, b->y, err) ||
+      (with_teacher(b) &&
+       kd_dataset_read_teacher_rows(ds, b->order, B, b->topk_k ? NULL : b->teacher, b->t_idx,
+                                    b->t_logp, err)))
+    return -1;
+  r->with_data = 1;
+  r->data_rows = ds->num_rows;
+  r->data_x_is_u8 = ds->x_is_u8;
+  r->data_teacher = ds->teacher_kind == KD_TEACHER_LOGITS ? "logits"
+                    : ds->teacher_kind == KD_TEACHER_TOPK ? "topk"
+                                                          : "none";
+  return 0;
+}
+
+/* Times `steps` steps fed by `feed`, the queue drained at the end: ms per step. */
+static int time_block(step_bench *b, step_feed feed, int steps, double *ms, kd_error *err) {
+  double t0 = now_ms();
+  for (int i = 0; i < steps; i++)
+    if (step_once(b, feed, err)) return -1;
+  if (kd_loss_ring_drain_all(&b->ring, err) || kd_device_finish(&b->dev, err)) return -1;
+  *ms = (now_ms() - t0) / steps;
+  return 0;
+}
+
 int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error *err) {
   memset(r, 0, sizeof *r);
   if (o->batch == 0) return kd_fail(err, "bench step: --batch must be positive");
@@ -266,27 +427,39 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   memset(&b, 0, sizeof b);
   b.o = o;
   int rc = -1;
+  double *blocks = NULL;
   if (kd_model_load(&b.model, o->model_path, err)) return -1;
   b.model_open = 1;
   const kd_model *m = &b.model;
   size_t B = o->batch;
-  if (m->input_size > SIZE_MAX / B) {
+  if (m->input_size > SIZE_MAX / sizeof(float) / B) {
     kd_fail(err, "bench step: --batch %zu times %zu inputs overflows", B, m->input_size);
     goto done;
   }
-  b.x = malloc(B * m->input_size);
   b.y = malloc(B * sizeof *b.y);
   b.teacher = malloc(B * m->num_classes * sizeof *b.teacher);
   b.host_params = malloc((m->param_floats + 1) * sizeof(float));
   b.host_buffers = malloc((m->buffer_floats + 1) * sizeof(float));
-  if (!b.x || !b.y || !b.teacher || !b.host_params || !b.host_buffers) {
+  if (!b.y || !b.teacher || !b.host_params || !b.host_buffers) {
     kd_fail(err, "out of host memory for --batch %zu", B);
     goto done;
   }
-  uint64_t s = 0xD1B54A32D192ED03ULL;
-  for (size_t i = 0; i < B * m->input_size; i++) b.x[i] = (uint8_t)(next_u64(&s) >> 56);
-  for (size_t i = 0; i < B; i++) b.y[i] = (int32_t)(next_u64(&s) % m->num_classes);
-  for (size_t i = 0; i < B * m->num_classes; i++) b.teacher[i] = 3.0f * uniform_pm1(&s);
+  if (o->data_path) {
+    if (open_data(&b, r, err)) goto done;
+  } else {
+    b.x_is_u8 = 1;
+    b.scale = k_scale, b.mean = k_mean, b.std = k_std;
+    b.source = o->loss != KD_LOSS_CE ? KD_SOURCE_DENSE_OFFLINE : KD_SOURCE_LABELS;
+    uint8_t *x = b.x = malloc(B * m->input_size);
+    if (!x) {
+      kd_fail(err, "out of host memory for --batch %zu", B);
+      goto done;
+    }
+    uint64_t s = 0xD1B54A32D192ED03ULL;
+    for (size_t i = 0; i < B * m->input_size; i++) x[i] = (uint8_t)(next_u64(&s) >> 56);
+    for (size_t i = 0; i < B; i++) b.y[i] = (int32_t)(next_u64(&s) % m->num_classes);
+    for (size_t i = 0; i < B * m->num_classes; i++) b.teacher[i] = 3.0f * uniform_pm1(&s);
+  }
   kd_model_init_params(m, b.host_params, b.host_buffers, 1);
 
   /* Timed run: an unprofiled queue, as training runs. Steps are timed in chunks (the queue
@@ -296,27 +469,72 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   snprintf(r->device_name, sizeof r->device_name, "%s", b.dev.info.name);
   r->gemm = b.dev.gemm_backend;
   r->params = kd_model_count_params(m);
+  step_feed main_feed = o->upload ? FEED_HOST : FEED_RESIDENT;
+  if (o->data_path) {
+    main_feed = FEED_RESIDENT;
+    if (kd_loader_open(&b.loader, &b.ds, B, with_teacher(&b), err)) goto done;
+    b.loader_open = 1;
+    kd_loader_start(&b.loader, b.order, b.ds.num_rows, 0);
+    b.epochs_started = 1;
+  }
   for (int i = 0; i < o->warmup; i++)
-    if (step_once(&b, err)) goto done;
+    if (step_once(&b, main_feed, err) ||
+        (o->data_path && (step_once(&b, FEED_HOST, err) || step_once(&b, FEED_FILE, err))))
+      goto done;
   if (kd_loss_ring_drain_all(&b.ring, err) || kd_device_finish(&b.dev, err)) goto done;
-  int chunks = o->steps >= 5 ? 5 : o->steps;
-  double chunk_ms[5];
-  uint64_t launches0 = b.dev.launches;
+  int chunks = o->rounds > 0 ? o->rounds : 5;
+  if (chunks > o->steps) chunks = o->steps;
+  blocks = malloc(6 * (size_t)chunks * sizeof *blocks);
+  if (!blocks) {
+    kd_fail(err, "out of host memory");
+    goto done;
+  }
+  double *res = blocks, *host = blocks + chunks, *file = blocks + 2 * chunks;
+  double *ratio = blocks + 3 * chunks, *host_ratio = blocks + 4 * chunks;
+  uint64_t launches = 0;
   int done_steps = 0;
   for (int c = 0; c < chunks; c++) {
     int n = o->steps / chunks + (c < o->steps % chunks);
-    double t0 = now_ms();
-    for (int i = 0; i < n; i++)
-      if (step_once(&b, err)) goto done;
-    if (kd_loss_ring_drain_all(&b.ring, err) || kd_device_finish(&b.dev, err)) goto done;
-    chunk_ms[c] = (now_ms() - t0) / n;
-    done_steps += n;
+    if (!o->data_path) {
+      uint64_t l0 = b.dev.launches;
+      if (time_block(&b, main_feed, n, &res[c], err)) goto done;
+      launches += b.dev.launches - l0;
+      done_steps += n;
+      continue;
+    }
+    /* One block of each feed, in turn; every other round in the reverse order, so neither
+     * feed always follows the other. */
+    static const step_feed fwd[3] = {FEED_RESIDENT, FEED_HOST, FEED_FILE};
+    for (int k = 0; k < 3; k++) {
+      step_feed f = fwd[c % 2 ? 2 - k : k];
+      uint64_t l0 = b.dev.launches;
+      double *slot = f == FEED_RESIDENT ? &res[c] : f == FEED_HOST ? &host[c] : &file[c];
+      if (time_block(&b, f, n, slot, err)) goto done;
+      if (f == FEED_RESIDENT) {
+        launches += b.dev.launches - l0;
+        done_steps += n;
+      }
+    }
+    ratio[c] = file[c] / res[c];
+    host_ratio[c] = host[c] / res[c];
   }
-  r->launches_per_step = (double)(b.dev.launches - launches0) / done_steps;
-  r->best_step_ms = chunk_ms[0];
+  r->launches_per_step = (double)launches / done_steps;
+  r->best_step_ms = res[0];
   for (int c = 1; c < chunks; c++)
-    if (chunk_ms[c] < r->best_step_ms) r->best_step_ms = chunk_ms[c];
-  r->step_ms = median(chunk_ms, chunks);
+    if (res[c] < r->best_step_ms) r->best_step_ms = res[c];
+  if (o->data_path) {
+    r->data_rounds = chunks;
+    r->data_block_steps = o->steps / chunks;
+    r->file_over_resident = median(ratio, chunks);
+    r->host_over_resident = median(host_ratio, chunks);
+    r->host_step_ms = median(host, chunks);
+    r->file_step_ms = median(file, chunks);
+    r->data_epochs_started = b.epochs_started;
+    r->data_resident = b.loader.resident;
+  }
+  r->step_ms = median(res, chunks);
+  r->resident_step_ms = r->step_ms;
+  if (o->data_path) r->file_over_resident_of_medians = r->file_step_ms / r->resident_step_ms;
   r->samples_per_s = (double)B / (r->step_ms * 1e-3);
   record_arena(r, b.t.params.name, b.t.params.used * sizeof(float));
   record_arena(r, b.t.grads.name, b.t.grads.used * sizeof(float));
@@ -333,7 +551,7 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   if (step_bench_open(&b, 1, err)) goto done;
   int warm = o->warmup < 2 ? o->warmup : 2;
   for (int i = 0; i < warm; i++)
-    if (step_once(&b, err)) goto done;
+    if (step_once(&b, main_feed, err)) goto done;
   if (kd_loss_ring_drain_all(&b.ring, err) || kd_device_finish(&b.dev, err)) goto done;
   for (int i = 0; i < b.dev.num_kernels; i++) {
     b.dev.kernels[i].launches = 0;
@@ -341,7 +559,7 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   }
   int psteps = o->steps < 20 ? o->steps : 20;
   for (int i = 0; i < psteps; i++)
-    if (step_once(&b, err)) goto done;
+    if (step_once(&b, main_feed, err)) goto done;
   if (kd_loss_ring_drain_all(&b.ring, err) || kd_device_finish(&b.dev, err)) goto done;
   for (int i = 0; i < b.dev.num_kernels; i++) {
     const kd_kernel_entry *e = &b.dev.kernels[i];
@@ -360,10 +578,15 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   rc = 0;
 done:
   step_bench_close(&b);
+  if (b.ds_open) kd_dataset_close(&b.ds);
   if (b.model_open) kd_model_free(&b.model);
+  free(blocks);
   free(b.x);
   free(b.y);
   free(b.teacher);
+  free(b.t_idx);
+  free(b.t_logp);
+  free(b.order);
   free(b.host_params);
   free(b.host_buffers);
   r->peak_rss_kib = kd_peak_rss_kib();

@@ -1,5 +1,6 @@
 /* `kdcl bench`: the speed of one GEMM shape, and of one training step of a model on synthetic
- * data already on the device, with the profile that explains it. */
+ * data already on the device, with the profile that explains it; with a dataset file, the same
+ * step fed from the file through the training loader against the batch already on the device. */
 #ifndef KD_BENCH_H
 #define KD_BENCH_H
 
@@ -44,6 +45,12 @@ typedef struct kd_bench_step_opts {
   int steps;  /* timed steps */
   int warmup; /* untimed steps first */
   int upload; /* copy the batch from host memory every step, as training from a file does */
+  int rounds; /* timed chunks of steps (0: 5); with data_path, rounds of alternating blocks */
+  /* A dataset file (NULL: synthetic data only): its rows feed the step through the training
+   * loader (host/train/loader.c: prefetch thread, shuffled epochs, non-blocking upload), timed
+   * in blocks that alternate with blocks on one of its batches kept on the device and with
+   * blocks that copy that batch from host memory every step. */
+  const char *data_path;
 } kd_bench_step_opts;
 
 #define KD_BENCH_MAX_KERNELS 64
@@ -78,12 +85,28 @@ typedef struct kd_bench_step_result {
   int num_arenas;
   size_t device_bytes;   /* all arenas and input buffers */
   long peak_rss_kib;     /* getrusage ru_maxrss at the end */
+  /* With data_path: ms per step of each configuration (median over the rounds; each round runs
+   * one block of steps of each, back to back, the queue drained after each block), and the
+   * file's ratio to the resident batch: the median over the rounds of the ratio within each
+   * round (adjacent blocks see the same machine load), and the ratio of the medians. */
+  int with_data;
+  int64_t data_rows;
+  int data_x_is_u8;
+  const char *data_teacher; /* "none", "logits" or "topk" */
+  int data_resident; /* the loader held the whole set in memory (else it streamed it) */
+  int data_rounds, data_block_steps;
+  double resident_step_ms, host_step_ms, file_step_ms;
+  double file_over_resident, file_over_resident_of_medians, host_over_resident;
+  int64_t data_epochs_started; /* epochs the loader began (the order reshuffled at each) */
 } kd_bench_step_result;
 
 /* Opens the device twice (timed, then profiled), builds the model's trainer for o->batch rows,
  * puts a synthetic batch (random inputs, labels and, when distilling, teacher logits) on the
  * device, and runs warm-up then timed steps: forward, loss, backward, one optimizer launch and
- * the asynchronous loss read-back, exactly the training loop's device work. */
+ * the asynchronous loss read-back, exactly the training loop's device work. With
+ * o->data_path the batch on the device is the file's first shuffled batch, and the timed run
+ * alternates blocks of steps on it with blocks fed from the file as kdcl train/distill feed
+ * them (see kd_bench_step_opts). */
 int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error *err);
 
 /* Peak resident set size of this process so far (KiB), from getrusage. */

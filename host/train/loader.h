@@ -1,6 +1,9 @@
-/* Minibatch prefetch: a thread reads the next batch of rows from the HDF5 dataset into host
- * memory while the device computes the current one. Two slots; the caller releases a slot once
- * the device has finished copying from it. */
+/* Minibatch loading. A training set that fits KD_LOADER_RESIDENT_MIB is read once, in file
+ * order, into host memory, and each batch is gathered from there with memcpy: random rows read
+ * through HDF5 cost microseconds each, a whole step's worth of a small model's device time.
+ * A larger set is streamed: a thread reads the next batch of rows from the file while the
+ * device computes the current one. Either way the batches are the same bytes. Two slots; the
+ * caller releases a slot once the device has finished copying from it. */
 #ifndef KD_LOADER_H
 #define KD_LOADER_H
 
@@ -21,8 +24,21 @@ typedef struct kd_batch {
   int64_t first; /* position of the batch's first row in the epoch order */
 } kd_batch;
 
+/* The host memory, in MiB, a training set's rows (inputs, labels and the teacher rows the
+ * loader reads) may take to be held whole; a set that is streamed gets it as the chunk cache
+ * of /inputs/x when that holds at least half of it, else caches of a few chunks: a run's data
+ * memory stays within it however many rows the set has. The environment variable
+ * KDCL_DATA_MEMORY (MiB; 0: always stream, with small caches) replaces it. */
+#define KD_LOADER_RESIDENT_MIB 64
+
 typedef struct kd_loader {
   kd_dataset *ds;
+  int resident; /* the rows below hold the whole set: no thread, batches gathered on the spot */
+  unsigned char *all_x;
+  int32_t *all_y;
+  float *all_logits, *all_logp;
+  int32_t *all_idx;
+  int thread_started;
   size_t batch;
   int with_teacher; /* read ds's /teacher rows with every batch */
   int64_t *order; /* the loader's copy of the epoch order */
@@ -38,8 +54,13 @@ typedef struct kd_loader {
   pthread_cond_t cv;
 } kd_loader;
 
-/* Allocates two batch slots of `batch` rows and starts the reader thread. With with_teacher,
- * each batch also carries the dataset's /teacher rows (dense logits or top-k). */
+/* Allocates two batch slots of `batch` rows; reads the whole set into memory when it fits
+ * KD_LOADER_RESIDENT_MIB (and the memory can be had), else starts the reader thread. The
+ * datasets the loader reads are reopened (ds's handles replaced) with chunk caches of a few
+ * chunks (none for uncompressed ones, which HDF5 then reads row by row), and a streamed
+ * /inputs/x with the budget when that holds at least half of it: a cache holding a small
+ * fraction of a large set is seldom hit by shuffled epochs. With with_teacher, each batch also
+ * carries the dataset's /teacher rows (dense logits or top-k). */
 int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher, kd_error *err);
 /* Starts reading order[start..len) in batches (order is copied); batches read but not yet
  * handed out are dropped. An allocation failure surfaces from the next kd_loader_next. */
