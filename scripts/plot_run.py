@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plots one or more kdcl run directories (their metrics.jsonl) into PNG figures, runs overlaid:
-training loss (with its CE and KD parts when distilling), validation accuracy, learning rate and
-samples/s against the step.
+training loss (each logged step faint, the epoch means bold, with the CE and KD parts when
+distilling), validation accuracy, learning rate and samples/s against the step.
 
     scripts/plot_run.py RUN_DIR [RUN_DIR ...] --out FIGDIR
 """
@@ -65,12 +65,16 @@ def plot(runs, out_dir):
         figures.append(path)
 
     def loss(ax, label, steps, epochs):
-        line, = ax.plot(*series(steps, "loss"), label=f"{label}: loss", lw=1.2)
+        # Each step record is one batch's loss (noisy): drawn faint; the epoch means bold.
+        line, = ax.plot(*series(steps, "loss"), lw=0.6, alpha=0.3)
         c = line.get_color()
-        xs, ys = series(steps, "ce_loss")
+        ax.plot(*series(epochs, "train_loss"), "o-", color=c, ms=3, lw=1.4,
+                label=f"{label}: loss (epoch mean)")
+        xs, ys = series(epochs, "train_ce_loss")
         if xs:
-            ax.plot(xs, ys, "--", color=c, lw=0.9, label=f"{label}: CE part")
-            ax.plot(*series(steps, "kd_loss"), ":", color=c, lw=0.9, label=f"{label}: KD part")
+            ax.plot(xs, ys, "--", color=c, lw=1.0, label=f"{label}: CE part")
+            ax.plot(*series(epochs, "train_kd_loss"), ":", color=c, lw=1.2,
+                    label=f"{label}: KD part")
 
     def accuracy(ax, label, steps, epochs):
         xs, ys = series(epochs, "val_accuracy")
@@ -79,8 +83,13 @@ def plot(runs, out_dir):
     figure("loss.png", "training loss", "loss (nats)", loss)
     figure("val_accuracy.png", "validation accuracy", "accuracy (%)", accuracy)
     figure("lr.png", "learning rate", "lr", lambda ax, label, s, e: ax.plot(*series(s, "lr"), label=label))
-    figure("samples_per_s.png", "throughput", "samples/s",
-           lambda ax, label, s, e: ax.plot(*series(s, "samples_per_s"), label=label, lw=0.8))
+    def throughput(ax, label, steps, epochs):
+        # Log scale: a teacher and its student differ by orders of magnitude. The dips are the
+        # steps whose window holds an epoch end (validation, checkpoint).
+        ax.plot(*series(steps, "samples_per_s"), label=label, lw=0.8)
+        ax.set_yscale("log")
+
+    figure("samples_per_s.png", "throughput", "samples/s (log scale)", throughput)
     return figures
 
 
