@@ -4,7 +4,7 @@
   the same --out: every checkpoint left behind is whole, progress never goes backwards, every
   resume starts, and the final weights, optimizer state and position are bit-identical to the
   uninterrupted run's;
-- SIGINT and SIGTERM stop after the current step with a checkpoint of the position reached (an
+- SIGINT and SIGTERM (on a training run with long epochs) stop after the current step with a checkpoint of the position reached (an
   epoch's middle included) and exit 130 / 143 with one line saying so; resuming it gives the
   uninterrupted run's bits; a second SIGINT exits at once;
 - a second run writing the same --out is refused while the first runs (--no-file-locking and
@@ -118,13 +118,32 @@ print(f"20 SIGKILLs in {launches} launches ({rounds} earlier rounds ran to the e
 
 
 # --- SIGINT / SIGTERM: stop after the step, checkpoint, exit 128 + signal -----------------------
+# Long epochs (1024 steps) on their own data, so that a signal lands inside an epoch rather
+# than during the checkpoint written at its end, which takes longer than a short epoch here.
+N_LONG, EPOCHS_LONG = 16384, 3
+STEPS_LONG = N_LONG // B
+xl, yl = clusters(N_LONG, D, C, seed=4, spread=2.0)
+write_dataset(P("long.h5"), xl, yl, C)
+
+
+def args_long(out, resume=False):
+    a = ["train", "--data", P("long.h5"), "--out", out, "--epochs", EPOCHS_LONG, "--quiet"]
+    if resume:
+        return [*a, "--resume", out]
+    return [*a, "--model", P("student.json"), "--batch", B, "--seed", 7, "--lr", 0.003]
+
+
+k.run(*args_long(P("ref-long.h5")))
+ref_long = state(P("ref-long.h5"))
+
+
 def interrupt(sig, code, name):
     out = P(f"{name}.h5")
-    for attempt in range(5):
+    for attempt in range(10):
         for f in (out, out + ".tmp"):
             if os.path.exists(f):
                 os.remove(f)
-        p = start(args(out))
+        p = start(args_long(out))
         deadline = time.monotonic() + 120
         while not os.path.exists(out) and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)  # the first epoch's checkpoint: the run is training
@@ -140,16 +159,15 @@ def interrupt(sig, code, name):
         said = int(re.search(r"after step (\d+)", lines[0]).group(1))
         step, epoch, cursor = step_of(out)
         assert step == said, f"{name}: the line says step {said}, the checkpoint holds {step}"
-        assert (epoch, cursor) == (step // STEPS_PER_EPOCH, step % STEPS_PER_EPOCH * B), \
-            (step, epoch, cursor)
+        assert (epoch, cursor) == (step // STEPS_LONG, step % STEPS_LONG * B), (step, epoch, cursor)
         assert not os.path.exists(out + ".tmp") and not os.path.exists(out + ".lock")
-        k.run(*args(out, resume=True))
-        assert same(state(out), ref), f"{name}: resumed run differs from the uninterrupted run"
+        k.run(*args_long(out, resume=True))
+        assert same(state(out), ref_long), f"{name}: resumed run differs from the uninterrupted run"
         print(f"{name} at step {step} (epoch {epoch}, cursor {cursor}): exit {code}, one line, "
               f"resume bit-identical")
         if cursor:
             return
-    raise AssertionError(f"{name}: no stop inside an epoch in 5 attempts")
+    raise AssertionError(f"{name}: no stop inside an epoch in 10 attempts")
 
 
 interrupt(signal.SIGINT, 130, "SIGINT")
