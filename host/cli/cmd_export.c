@@ -8,6 +8,7 @@
 #include "data/checkpoint.h"
 #include "data/paths.h"
 #include "data/safetensors.h"
+#include "train/state_dict.h"
 
 static void help(void) {
   printf("usage: kdcl export --checkpoint CKPT.h5 --out FILE [--format safetensors]\n\n"
@@ -68,6 +69,7 @@ int kd_cmd_export(int argc, char **argv) {
                  checkpoint);
   else if (ck.num_model == 0)
     rc = kd_fail(&err, "%s: /model holds no tensors", checkpoint);
+  if (rc == 0) rc = kd_state_dict_check(&ck, checkpoint, &err);
   kd_safetensors_meta meta[3] = {{"format", "kdcl"}, {"model_config", ck.model_config},
                                  {"train_config", ck.train_config}};
   if (rc == 0)

@@ -11,8 +11,10 @@
 
 #include "cli/cli.h"
 #include "cli/flags.h"
+#include "data/checkpoint.h"
 #include "data/dataset.h"
 #include "data/h5util.h"
+#include "train/state_dict.h"
 
 static void help(void) {
   printf(
@@ -247,6 +249,22 @@ static int64_t read_i64_scalar(hid_t file, const char *name, int *ok) {
   return v;
 }
 
+/* Whether eval, export and --init/--resume would take the checkpoint: complete, readable, and
+ * its /model exactly its spec's state_dict. */
+static void checkpoint_validity(cJSON *root, const char *path, int complete) {
+  kd_error err = {{0}};
+  kd_checkpoint ck;
+  int rc = complete ? 0 : kd_fail(&err, "%s: incomplete (no complete=1: the writer was "
+                                  "interrupted)", path);
+  if (rc == 0 && (rc = kd_checkpoint_read(path, &ck, &err)) == 0) {
+    rc = ck.model_config ? kd_state_dict_check(&ck, path, &err)
+                         : kd_fail(&err, "%s: no /meta/model_config (the model spec)", path);
+    kd_checkpoint_free(&ck);
+  }
+  cJSON_AddBoolToObject(root, "valid", rc == 0);
+  if (rc) cJSON_AddStringToObject(root, "error", err.msg);
+}
+
 static void describe_checkpoint(cJSON *root, hid_t file, const char *path) {
   kd_error err = {{0}};
   int32_t complete = 0;
@@ -254,6 +272,7 @@ static void describe_checkpoint(cJSON *root, hid_t file, const char *path) {
   if (kd_h5_has_attr(file, "complete"))
     kd_h5_read_attr_ints(file, "complete", path, &complete, 1, &n, &err);
   cJSON_AddBoolToObject(root, "complete", complete == 1);
+  checkpoint_validity(root, path, complete == 1);
 
   char *cfg = NULL;
   cJSON *model = cJSON_AddObjectToObject(root, "model");
@@ -457,8 +476,11 @@ static void print_text(const cJSON *root) {
     }
   } else if (!strcmp(kind, "checkpoint")) {
     int complete = cJSON_IsTrue(cJSON_GetObjectItem(root, "complete"));
-    printf("%s: kdcl checkpoint%s, %s\n", file, vs,
-           complete ? "complete" : "INCOMPLETE (no complete=1: the writer was interrupted)");
+    int valid = cJSON_IsTrue(cJSON_GetObjectItem(root, "valid"));
+    printf("%s: kdcl checkpoint%s, %s%s\n", file, vs,
+           complete ? "complete" : "INCOMPLETE (no complete=1: the writer was interrupted)",
+           valid ? "" : " (NOT USABLE)");
+    if (!valid) printf("  error: %s\n", str_or(root, "error", "?"));
     const cJSON *m = cJSON_GetObjectItem(root, "model");
     num_text(cJSON_GetObjectItem(m, "parameters"), s, sizeof s);
     const cJSON *tensors = cJSON_GetObjectItem(m, "tensors");
@@ -521,6 +543,7 @@ int kd_cmd_inspect(int argc, char **argv) {
   if (optind + 1 < argc)
     return kd_cli_usage_error("inspect", "unexpected argument '%s'", argv[optind + 1]);
   const char *path = argv[optind];
+  if (!*path) return kd_cli_usage_error("inspect", "FILE.h5 is an empty string");
 
   kd_error err = {{0}};
   hid_t file;

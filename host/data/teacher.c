@@ -448,6 +448,11 @@ static int import_line(const cJSON *obj, const char *jp, int64_t lineno, int64_t
     e[j].logp = (float)lp;
     j++;
   }
+  double mass = 0; /* normalised over all classes: the top k cannot hold more than all of it */
+  for (int i = 0; i < *K; i++) mass += exp((double)e[i].logp);
+  if (mass > 1.0 + KD_TEACHER_MASS_SLACK)
+    return kd_fail(err, "%s:%" PRId64 ": the top_logprobs probabilities sum to %.4f > 1: "
+                   "log-probabilities must be normalised over all classes", jp, lineno, mass);
   qsort(e, (size_t)*K, sizeof *e, cmp_entry);
   int32_t *ri = *idx + (size_t)row * (size_t)*K;
   float *rl = *logp + (size_t)row * (size_t)*K;
@@ -505,6 +510,10 @@ int kd_import_teacher_topk_jsonl(const char *jsonl_path, const char *data_path,
     size_t n = (size_t)len;
     if (lineno == 1 && n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3)) s += 3, n -= 3; /* UTF-8 BOM */
     if (is_blank(s, n)) continue;
+    if (memchr(s, '\0', n)) {
+      kd_fail(err, "%s:%" PRId64 ": contains a NUL byte (not a JSON text line)", jp, lineno);
+      goto done;
+    }
     const char *end = NULL;
     cJSON *obj = cJSON_ParseWithLengthOpts(s, n, &end, 0);
     if (!obj || (end && !is_blank(end, n - (size_t)(end - s)))) {

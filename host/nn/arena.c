@@ -10,8 +10,8 @@ size_t kd_arena_reserve(kd_arena *a, size_t n) {
 int kd_arena_create(kd_device *dev, kd_arena *a, kd_error *err) {
   size_t bytes = (a->used ? a->used : KD_ARENA_ALIGN) * sizeof(float);
   if (a->used > UINT32_MAX)
-    return kd_fail(err, "the %s arena needs %zu floats; kernels index arenas with 32 bits",
-                   a->name, a->used);
+    return kd_fail(err, "the %s arena needs %zu floats but kernels index arenas with 32 bits "
+                   "(try a smaller --batch or model)", a->name, a->used);
   if (bytes > dev->info.max_alloc_bytes)
     return kd_fail(err,
                    "the %s arena needs %.1f MiB but device '%s' allows buffers of at most "

@@ -79,7 +79,7 @@ int kd_conv2d_shape_init(kd_conv2d_shape *s, size_t B, size_t C, size_t H, size_
       !mul3_ok(O, OH, OW, &opn) || round16(kp) + opn >= CONV_LIMIT)
     return kd_fail(err,
                    "%s: B=%zu C=%zu %zux%zu -> O=%zu %zux%zu, kernel %zux%zu: a tensor or the "
-                   "workspace reaches 2^31 elements",
+                   "workspace reaches 2^31 elements (try a smaller --batch)",
                    op, B, C, H, W, O, OH, OW, KH, KW);
   *s = (kd_conv2d_shape){B, C, H, W, O, KH, KW, stride, pad, OH, OW};
   return 0;

@@ -385,23 +385,49 @@ static int parse_list(parse_ctx *c, const cJSON *arr, const char *where_prefix,
   if (!*out) return kd_fail(c->err, "out of host memory");
   *count = n;
   int64_t cur[3] = {shape[0], ndim > 1 ? shape[1] : 0, ndim > 2 ? shape[2] : 0};
-  for (int i = 0; i < n; i++) {
+  const cJSON *item = arr->child; /* walked, not indexed: cJSON_GetArrayItem is O(i) */
+  for (int i = 0; i < n; i++, item = item->next) {
     char where[320], key[80];
     if (snprintf(where, sizeof where, "%s[%d]", where_prefix, i) >= (int)sizeof where ||
         snprintf(key, sizeof key, "%s.%d", key_prefix, i) >= (int)sizeof key ||
         strlen(key) >= sizeof(*out)->key)
       return kd_fail(c->err, "%s: %s: layers are nested too deeply", c->source, where_prefix);
     kd_layer *L = &(*out)[i];
-    if (parse_layer(c, cJSON_GetArrayItem(arr, i), L, where, key, ndim, cur)) return -1;
+    if (parse_layer(c, item, L, where, key, ndim, cur)) return -1;
     ndim = L->out_ndim;
     memcpy(cur, L->out_shape, sizeof cur);
   }
   return 0;
 }
 
+/* Offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlong forms,
+ * no surrogates, at most U+10FFFF), or -1 when all of text is. JSON text must be UTF-8, and the
+ * spec travels on into checkpoints and safetensors headers that other tools parse. */
+static long utf8_error_at(const unsigned char *text) {
+  for (const unsigned char *p = text; *p;) {
+    int n = *p < 0x80 ? 0                     /* continuation bytes after the lead byte */
+            : (*p & 0xE0) == 0xC0 ? 1
+            : (*p & 0xF0) == 0xE0 ? 2
+            : (*p & 0xF8) == 0xF0 ? 3
+                                  : -1;
+    if (n < 0 || (n == 1 && *p < 0xC2) || (n == 3 && *p > 0xF4)) return (long)(p - text);
+    for (int i = 1; i <= n; i++)
+      if ((p[i] & 0xC0) != 0x80) return (long)(p - text);
+    if ((n == 2 && *p == 0xE0 && p[1] < 0xA0) || (n == 2 && *p == 0xED && p[1] >= 0xA0) ||
+        (n == 3 && *p == 0xF0 && p[1] < 0x90) || (n == 3 && *p == 0xF4 && p[1] >= 0x90))
+      return (long)(p - text);
+    p += n + 1;
+  }
+  return -1;
+}
+
 int kd_model_parse(kd_model *m, const char *json_text, const char *source, kd_error *err) {
   memset(m, 0, sizeof *m);
   parse_ctx c = {m, source, err};
+  long bad_byte = utf8_error_at((const unsigned char *)json_text);
+  if (bad_byte >= 0)
+    return kd_fail(err, "%s: not valid UTF-8 (byte %ld); JSON text must be UTF-8", source,
+                   bad_byte);
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithOpts(json_text, &end, 1);
   if (!root) {

@@ -57,18 +57,27 @@ static int copy_from(const kd_checkpoint *ck, const char *path, const kd_param *
   return 0;
 }
 
-/* Weights that are NaN or Inf would only show up as a diverged loss: name them instead. */
-static int check_finite(const kd_model *m, const char *path, const float *params,
+/* Weights that are NaN or Inf, or a batch-norm running variance below 0, would only show up
+ * as a diverged loss or NaN outputs: name them instead. */
+static int check_values(const kd_model *m, const char *path, const float *params,
                         const float *buffers, kd_error *err) {
   for (int pass = 0; pass < 2; pass++) {
     const kd_param *list = pass ? m->buffers : m->params;
     int count = pass ? m->num_buffers : m->num_params;
     const float *base = pass ? buffers : params;
-    for (int i = 0; i < count; i++)
-      for (size_t k = 0; k < list[i].numel; k++)
-        if (!isfinite(base[list[i].off + k]))
+    for (int i = 0; i < count; i++) {
+      size_t len = strlen(list[i].name);
+      int variance = len >= 12 && !strcmp(list[i].name + len - 12, ".running_var");
+      for (size_t k = 0; k < list[i].numel; k++) {
+        float v = base[list[i].off + k];
+        if (!isfinite(v))
           return kd_fail(err, "%s: /model/%s has a non-finite value at flat index %zu", path,
                          list[i].name, k);
+        if (variance && v < 0)
+          return kd_fail(err, "%s: /model/%s has a negative variance (%g) at index %zu", path,
+                         list[i].name, (double)v, k);
+      }
+    }
   }
   return 0;
 }
@@ -84,9 +93,13 @@ int kd_state_dict_from_checkpoint(const kd_model *m, const kd_checkpoint *ck, co
     char name[128];
     snprintf(name, sizeof name, "%s.num_batches_tracked", m->bn_keys[i]);
     const kd_named_tensor *t = find(ck, name);
-    bn_tracked[i] = t && t->idata ? t->idata[0] : 0;
+    int64_t numel = 1;
+    for (int d = 0; t && d < t->ndim; d++) numel *= t->shape[d];
+    if (t && (!t->idata || numel != 1 || t->idata[0] < 0))
+      return kd_fail(err, "%s: /model/%s must be one integer >= 0 (a step count)", path, name);
+    bn_tracked[i] = t ? t->idata[0] : 0;
   }
-  return check_finite(m, path, params, buffers, err);
+  return check_values(m, path, params, buffers, err);
 }
 
 int kd_state_dict_from_file(const kd_model *m, const char *path, float *params, float *buffers,
@@ -110,5 +123,27 @@ int kd_state_dict_from_file(const kd_model *m, const char *path, float *params, 
     rc = kd_h5_read_model_int64(file, path, name, &bn_tracked[i], &found, err);
   }
   H5Fclose(file);
-  return rc ? rc : check_finite(m, path, params, buffers, err);
+  return rc ? rc : check_values(m, path, params, buffers, err);
+}
+
+int kd_state_dict_check(const kd_checkpoint *ck, const char *path, kd_error *err) {
+  char source[4200];
+  snprintf(source, sizeof source, "%s: /meta/model_config", path);
+  kd_model m;
+  if (kd_model_parse(&m, ck->model_config, source, err)) return -1;
+  float *params = calloc(m.param_floats + 1, sizeof(float));
+  float *buffers = calloc(m.buffer_floats + 1, sizeof(float));
+  int64_t *tracked = calloc((size_t)m.num_bn + 1, sizeof(int64_t));
+  int rc = !params || !buffers || !tracked ? kd_fail(err, "out of host memory")
+           : kd_state_dict_from_checkpoint(&m, ck, path, params, buffers, tracked, err);
+  int expected = m.num_params + m.num_buffers + m.num_bn;
+  if (rc == 0 && ck->num_model != expected)
+    rc = kd_fail(err, "%s: /model holds %d tensors but the model '%s' has %d (a state_dict "
+                 "with other keys would not load strictly)", path, ck->num_model, m.name,
+                 expected);
+  free(params);
+  free(buffers);
+  free(tracked);
+  kd_model_free(&m);
+  return rc;
 }

@@ -25,4 +25,10 @@ int kd_state_dict_from_checkpoint(const kd_model *m, const kd_checkpoint *ck, co
 int kd_state_dict_from_file(const kd_model *m, const char *path, float *params, float *buffers,
                             int64_t *bn_tracked, kd_error *err);
 
+/* Fails, naming path, unless ck's /model is exactly the state_dict of the spec in its
+ * /meta/model_config: the spec parses, every tensor has its name and shape, values are finite
+ * (running variances >= 0), and there is no other tensor, as torch's
+ * load_state_dict(strict=True) wants. */
+int kd_state_dict_check(const kd_checkpoint *ck, const char *path, kd_error *err);
+
 #endif

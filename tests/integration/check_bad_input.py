@@ -370,4 +370,68 @@ for name, edit, mentions in (
     k.fails("train", "--data", P("good.h5"), "--resume", path, "--out", P("ck.h5"), "--epochs", 2,
             "--quiet", mentions=mentions)
     assert open(P("ck.h5"), "rb").read() == ck_bytes
+
+# a spec that is not UTF-8 (it would travel into checkpoints and safetensors headers)
+with open(P("latin1.json"), "wb") as f:
+    f.write(json.dumps(dict(spec, name="caf\u00e9")).encode("utf-8").replace(b"\\u00e9", b"\xe9"))
+train_fails(model=P("latin1.json"), mentions=["latin1.json", "UTF-8"])
+# checkpoints whose /model is not the spec's state_dict: export refuses them, inspect exits 1
+def ck_copy(name, edit):
+    path = P(name)
+    with open(path, "wb") as f:
+        f.write(ck_bytes)
+    with h5py.File(path, "a") as f:
+        edit(f)
+    return path
+
+def replace(key, value):
+    def edit(f):
+        del f[key]
+        f.create_dataset(key, data=value)
+    return edit
+
+def spec_edit(f):
+    cfg = json.loads(f["meta/model_config"][()])
+    cfg["layers"][1]["type"] = "warp"
+    del f["meta/model_config"]
+    f.create_dataset("meta/model_config", data=json.dumps(cfg))
+
+for name, edit, mentions in (
+        ("rank.h5", replace("model/layers.2.bias", np.zeros((4, 1), np.float32)), ["layers.2.bias"]),
+        ("extra.h5", lambda f: f.create_dataset("model/layers.9.weight", data=np.zeros(3, np.float32)),
+         ["5 tensors", "strictly"]),
+        ("warp.h5", spec_edit, ["warp"])):
+    path = ck_copy(name, edit)
+    k.fails("export", "--checkpoint", path, "--out", P(name + ".st"), mentions=[name, *mentions])
+    assert not os.path.exists(P(name + ".st"))
+    p = k.run("inspect", path, "--json", expect=1)
+    assert json.loads(p.stdout)["valid"] is False
+k.run("inspect", P("ck.h5"))
+# a negative batch-norm running variance, a num_batches_tracked of the wrong shape
+write_spec(P("bn.json"), {"name": "bn", "input": [16], "layers": [
+    {"type": "dense", "units": 8}, {"type": "batchnorm1d"}, {"type": "relu"},
+    {"type": "dense", "units": 4}]})
+k.run("train", "--model", P("bn.json"), "--data", P("good.h5"), "--out", P("bn.h5"), "--epochs", 1,
+      "--quiet")
+bn_bytes = open(P("bn.h5"), "rb").read()
+for name, key, value, mention in (
+        ("var.h5", "model/layers.1.running_var", -np.ones(8, np.float32), "negative variance"),
+        ("nbt.h5", "model/layers.1.num_batches_tracked", np.zeros(2, np.int64), "one integer")):
+    with open(P(name), "wb") as f:
+        f.write(bn_bytes)
+    with h5py.File(P(name), "a") as f:
+        replace(key, value)(f)
+    k.fails("eval", "--checkpoint", P(name), "--data", P("good.h5"), mentions=[name, mention])
+# a JSONL line with a NUL byte, one whose probabilities sum above 1: named by line
+with open(P("nul.jsonl"), "wb") as f:
+    f.write(b'{"row": 0, "top_logprobs": [{"class": 0, "logprob": -0.1}]\x00}\n')
+k.fails("import", "teacher-topk", "--jsonl", P("nul.jsonl"), "--data", P("good.h5"), "--out",
+        P("t.h5"), mentions=["nul.jsonl:1", "NUL"])
+with open(P("mass.jsonl"), "w") as f:
+    for r in range(200):
+        f.write(json.dumps({"row": r, "top_logprobs": [{"class": c, "logprob": -0.1}
+                                                       for c in range(3)]}) + "\n")
+k.fails("import", "teacher-topk", "--jsonl", P("mass.jsonl"), "--data", P("good.h5"), "--out",
+        P("t.h5"), mentions=["mass.jsonl:1", "sum to"])
+k.fails("inspect", "", code=2, mentions=["empty"])
 print("all bad-input cases refused cleanly")

@@ -165,7 +165,7 @@ refused(plain[:5] + [json.dumps({"row": 5, "top_logprobs": [{"class": 1}] * 4})]
 over = [(c, -0.01 * (j + 1)) for j, (c, _) in enumerate(rows[5])]
 write_jsonl(P("over.jsonl"), plain[:5] + [line(5, over)] + plain[6:])
 k.fails("import", "teacher-topk", "--jsonl", P("over.jsonl"), "--data", P("data.h5"),
-        mentions=["row 5", "summing to", "> 1"])
+        mentions=["over.jsonl:6", "sum to", "> 1"])
 assert read_bytes(P("data.h5")) == base and not os.path.exists(P("data.h5.tmp"))
 refused([], ["no lines"])
 refused(["", "  "], ["no lines"])
