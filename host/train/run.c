@@ -244,6 +244,7 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
       if (prev) { /* the device has copied the previous batch once its upload event is done */
         clWaitForEvents(1, &prev_upload);
         clReleaseEvent(prev_upload);
+        prev_upload = NULL; /* released: the failure path below must not wait on it */
         kd_loader_release(&r->loader, prev);
         prev = NULL;
       }

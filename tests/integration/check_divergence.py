@@ -53,6 +53,17 @@ step, weights = checkpoint_state(P("ck.h5"))
 assert step == (DIVERGE_STEP - 1) // 4 * 4 and all(np.isfinite(w).all() for w in weights), step
 print(f"divergence: {line}; ck.h5 holds step {step}, finite")
 
+# detected at a step that is neither logged nor checkpointed (the default --log-every 50), and
+# with a learning rate that blows up the weights rather than the inputs
+for log_every in (50, 16, 10):
+    diverge("--out", P("ck-%d.h5" % log_every), "--log-every", log_every)
+write_dataset(P("plain.h5"), clusters(N, D, C, seed=5)[0], y, C)
+for optimizer in ("adamw", "sgd"):
+    p = k.run("train", "--model", P("mlp.json"), "--data", P("plain.h5"), "--out", P("lr.h5"),
+              "--lr", 1e5, "--optimizer", optimizer, "--epochs", 3, "--quiet", expect=3)
+    assert p.stderr.startswith("kdcl: error: the loss became"), p.stderr
+    assert not os.path.exists(P("lr.h5.lock")), "a stale lock after divergence"
+
 # an existing checkpoint from a good run is left byte for byte when a new run diverges
 write_dataset(P("good.h5"), clusters(N, D, C, seed=5)[0], y, C)
 k.run("train", "--model", P("mlp.json"), "--data", P("good.h5"), "--out", P("good-ck.h5"),
