@@ -14,6 +14,9 @@ int kd_cli_error(const kd_error *err);
 /* Prints "kdcl: error: <fmt...>" plus a hint to run --help; returns KD_EXIT_USAGE. */
 int kd_cli_usage_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Until cleared with NULL, usage errors start "kdcl: error: <context>: ..." (e.g. "--config
+ * R.json" while parsing the options a recipe supplied). */
+void kd_cli_set_context(const char *context);
 
 int kd_cmd_train(int argc, char **argv);
 int kd_cmd_distill(int argc, char **argv);

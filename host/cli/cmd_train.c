@@ -112,7 +112,7 @@ enum {
   OPT_CKPT_EVERY, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_DAMPENING, OPT_NESTEROV, OPT_WD,
   OPT_BETAS, OPT_EPS, OPT_CLIP, OPT_SCHEDULE, OPT_WARMUP, OPT_STEP_EPOCHS, OPT_GAMMA, OPT_HELP,
   OPT_PROFILE, OPT_TEACHER, OPT_LOSS, OPT_TEMPERATURE, OPT_ALPHA, OPT_BETA, OPT_SKEW, OPT_TOPK_MISSING,
-  OPT_CONFIG, OPT_RUN_DIR, OPT_KEEP, OPT_FORCE
+  OPT_CONFIG, OPT_RUN_DIR, OPT_KEEP, OPT_FORCE, OPT_LAST = OPT_FORCE
 };
 
 /* Options whose recipe values are text; the other options with an argument take numbers. */
@@ -133,11 +133,22 @@ static int is_directory(const char *path) {
 static int apply_run_dir(const char *cmd, kd_train_options *o, int out_given, int log_given,
                          run_dir_paths *p) {
   kd_error err = {{0}};
-  if (o->resume_path && is_directory(o->resume_path)) {
-    if (!o->run_dir) o->run_dir = o->resume_path;
+  int resumed_dir = o->resume_path && is_directory(o->resume_path);
+  struct stat st;
+  if (o->resume_path && !resumed_dir && stat(o->resume_path, &st) != 0)
+    return kd_cli_usage_error(cmd, "--resume %s: no such checkpoint or run directory",
+                              o->resume_path);
+  if (resumed_dir) {
     if (kd_run_dir_path(p->resume, sizeof p->resume, o->resume_path, "checkpoints/latest.h5",
                         &err))
       return kd_cli_error(&err);
+    if (stat(p->resume, &st) != 0) {
+      kd_fail(&err, "--resume %s: no checkpoints/latest.h5 (not a run directory, or its run "
+              "stopped before its first checkpoint: start it again without --resume)",
+              o->resume_path);
+      return kd_cli_error(&err);
+    }
+    if (!o->run_dir) o->run_dir = o->resume_path;
     o->resume_path = p->resume;
   }
   if (!o->run_dir) {
@@ -145,12 +156,14 @@ static int apply_run_dir(const char *cmd, kd_train_options *o, int out_given, in
     if (o->force) return kd_cli_usage_error(cmd, "--force needs --run-dir");
     return 0;
   }
+  const char *why = resumed_dir ? "--resume of a run directory continues it there, and it keeps"
+                                : "--run-dir and the run directory keeps";
   if (out_given)
-    return kd_cli_usage_error(cmd, "--out and --run-dir exclude each other (the run directory "
-                              "keeps its checkpoints in DIR/checkpoints/)");
+    return kd_cli_usage_error(cmd, "--out is not for a run directory: %s its checkpoints in "
+                              "%s/checkpoints/", why, o->run_dir);
   if (log_given)
-    return kd_cli_usage_error(cmd, "--log and --run-dir exclude each other (the run directory "
-                              "keeps its metrics in DIR/metrics.jsonl)");
+    return kd_cli_usage_error(cmd, "--log is not for a run directory: %s its metrics in "
+                              "%s/metrics.jsonl", why, o->run_dir);
   if (kd_run_dir_path(p->out, sizeof p->out, o->run_dir, "checkpoints/latest.h5", &err) ||
       kd_run_dir_path(p->log, sizeof p->log, o->run_dir, "metrics.jsonl", &err))
     return kd_cli_error(&err);
@@ -247,12 +260,19 @@ static const struct option opts[] = {
     {"topk-missing", required_argument, 0, OPT_TOPK_MISSING},
     {0, 0, 0, 0}};
 
-static int parse_and_run(const char *cmd, int distill, int argc, char **argv,
-                         const char *inline_model, int resumed_recipe) {
+/* argv[1 .. recipe_argc] came from the recipe `config` (for error messages). */
+static int parse_and_run(const char *cmd, int distill, int argc, char **argv, int recipe_argc,
+                         const char *config, const char *inline_model, int resumed_recipe) {
+  char context[4300] = "";
+  if (config) snprintf(context, sizeof context, "--config %s", config);
   kd_train_options o;
   kd_train_options_defaults(&o);
   o.distill = distill;
+  unsigned char given[OPT_LAST - OPT_MODEL + 1] = {0};
   o.model_json = inline_model;
+  char model_source[4300];
+  snprintf(model_source, sizeof model_source, "--config %s: model", config ? config : "");
+  o.model_json_source = model_source;
   run_dir_paths dir_paths;
   int out_given = 0, log_given = 0;
   kd_distill_config_defaults(&o.dcfg);
@@ -263,7 +283,17 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv,
   int64_t i64;
   kd_optimizer_type type = KD_OPT_ADAMW;
   opterr = 0;
-  while (rc == 0 && (c = kd_getopt(cmd, argc, argv, opts)) != -1) {
+  for (;;) {
+    /* An option from the recipe is reported with the recipe's name. */
+    kd_cli_set_context(config && optind <= recipe_argc ? context : NULL);
+    int from_recipe = optind <= recipe_argc;
+    if (rc != 0 || (c = kd_getopt(cmd, argc, argv, opts)) == -1) break;
+    /* On the command line an option comes once (it may override the recipe's). */
+    if (!from_recipe && c >= OPT_MODEL && c <= OPT_LAST && given[c - OPT_MODEL]++) {
+      const char *flag = argv[optind - 1];
+      if (strncmp(flag, "--", 2) && optind >= 2) flag = argv[optind - 2];
+      return kd_cli_usage_error(cmd, "%.*s is given twice", (int)strcspn(flag, "="), flag);
+    }
     switch (c) {
       case KD_FLAG_BAD_VALUE: return KD_EXIT_USAGE;
       case OPT_MODEL: o.model_path = optarg; break;
@@ -314,7 +344,10 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv,
         o.seed = (uint64_t)i64;
         o.seed_set = 1;
         break;
-      case OPT_EPOCHS: rc = kd_flag_int64(cmd, "--epochs", optarg, 1, 1000000, &o.epochs); break;
+      case OPT_EPOCHS:
+        rc = kd_flag_int64(cmd, "--epochs", optarg, 1, 1000000, &o.epochs);
+        o.epochs_set = 1;
+        break;
       case OPT_BATCH:
         rc = kd_flag_int64(cmd, "--batch", optarg, 1, 1 << 24, &o.batch);
         o.batch_set = 1;
@@ -371,6 +404,7 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv,
         return kd_cli_usage_error(cmd, "unknown option or missing value: '%s'", argv[optind - 1]);
     }
   }
+  kd_cli_set_context(NULL);
   if (rc) return rc;
   if (optind < argc) return kd_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
   if ((rc = apply_run_dir(cmd, &o, out_given, log_given, &dir_paths)) != 0) return rc;
@@ -449,11 +483,19 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
     args[argc + 1] = recipe;
     args[argc + 2] = NULL;
   }
+  int recipe_argc = 0;
   int failed = kd_recipe_expand(resumed ? argc + 2 : argc, args, opts, text_options, &n,
-                                &expanded, &inline_model, &err);
+                                &expanded, &recipe_argc, &inline_model, &err);
   if (resumed) free(args);
   if (failed) return kd_cli_error(&err);
-  int rc = parse_and_run(cmd, distill, n, expanded, inline_model, resumed != NULL);
+  const char *config = resumed;
+  for (int i = 1; !resumed && i < argc; i++) { /* the file the recipe's options came from */
+    if (!strcmp(argv[i], "--")) break;
+    if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[i + 1];
+    else if (!strncmp(argv[i], "--config=", 9)) config = argv[i] + 9;
+  }
+  int rc = parse_and_run(cmd, distill, n, expanded, recipe_argc, config, inline_model,
+                         resumed != NULL);
   kd_recipe_free(n, expanded);
   free(inline_model);
   return rc;

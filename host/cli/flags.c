@@ -10,9 +10,22 @@
 #include "cli/cli.h"
 
 int kd_getopt(const char *command, int argc, char **argv, const struct option *opts) {
-  int index = -1;
+  int index = -1, at = optind ? optind : 1;
   int c = getopt_long(argc, argv, "", opts, &index);
-  if (c == -1 || c == '?' || index < 0 || opts[index].has_arg != required_argument) return c;
+  if (c == -1 || c == '?' || index < 0) return c;
+  /* getopt_long also takes unambiguous prefixes (--epoch for --epochs); recipes cannot, and a
+   * prefix that a later option makes ambiguous would break scripts: names are exact. */
+  while (at < argc && strncmp(argv[at], "--", 2)) at++; /* non-options are permuted past */
+  if (at < argc) {
+    size_t len = strlen(opts[index].name);
+    const char *given = argv[at] + 2;
+    if (strncmp(given, opts[index].name, len) || (given[len] && given[len] != '=')) {
+      kd_cli_usage_error(command, "unknown option '%.*s' (did you mean --%s?)",
+                         (int)strcspn(argv[at], "="), argv[at], opts[index].name);
+      return KD_FLAG_BAD_VALUE;
+    }
+  }
+  if (opts[index].has_arg != required_argument) return c;
   if (!*optarg) {
     kd_cli_usage_error(command, "--%s expects a value, got an empty one", opts[index].name);
     return KD_FLAG_BAD_VALUE;

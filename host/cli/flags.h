@@ -8,9 +8,10 @@
 /* Returned by kd_getopt after it printed a usage error about an option's value. */
 #define KD_FLAG_BAD_VALUE '!'
 
-/* getopt_long over the command's long options (no short ones), which also refuses a value that
- * is empty or is another option ("--out --quiet": a forgotten value): it prints the usage error
- * naming the option and returns KD_FLAG_BAD_VALUE. Otherwise as getopt_long. */
+/* getopt_long over the command's long options (no short ones), which also refuses an
+ * abbreviated option name (--epoch for --epochs) and a value that is empty or is another
+ * option ("--out --quiet": a forgotten value): it prints the usage error naming the option and
+ * returns KD_FLAG_BAD_VALUE. Otherwise as getopt_long. */
 int kd_getopt(const char *command, int argc, char **argv, const struct option *opts);
 
 /* Parse `text` for flag `flag` of `command`; range is inclusive unless stated. Return 0, or

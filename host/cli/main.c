@@ -35,13 +35,19 @@ int kd_cli_error(const kd_error *err) {
   return KD_EXIT_ERROR;
 }
 
+/* Where the option being parsed came from when not the command line (a recipe file). */
+static const char *usage_context;
+
+void kd_cli_set_context(const char *context) { usage_context = context; }
+
 int kd_cli_usage_error(const char *command, const char *fmt, ...) {
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "kdcl: error: %s (see 'kdcl %s --help')\n", msg, command);
+  fprintf(stderr, "kdcl: error: %s%s%s (see 'kdcl %s --help')\n", usage_context ? usage_context : "",
+          usage_context ? ": " : "", msg, command);
   return KD_EXIT_USAGE;
 }
 

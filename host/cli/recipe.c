@@ -87,14 +87,27 @@ static int add_recipe(const char *path, const struct option *opts, const char *c
     const struct option *o = NULL;
     for (const struct option *k = opts; k->name; k++)
       if (!strcmp(k->name, name)) o = k;
+    if (o && (!strcmp(name, "force") || !strcmp(name, "resume") || !strcmp(name, "run-dir"))) {
+      rc = kd_fail(err, "--config %s: key '%s' is not a training setting: give --%s on the "
+                   "command line", path, item->string, name);
+      break;
+    }
     if (!o || !strcmp(name, "config") || !strcmp(name, "help")) {
       rc = kd_fail(err, "--config %s: unknown key '%s' (keys are this command's long options)",
                    path, item->string);
       break;
     }
-    for (const cJSON *prev = root->child; prev != item; prev = prev->next)
-      if (!strcmp(prev->string, item->string))
-        rc = kd_fail(err, "--config %s: key '%s' is given twice", path, item->string);
+    for (const cJSON *prev = root->child; prev != item && rc == 0; prev = prev->next) {
+      char other[64]; /* lr_schedule and lr-schedule are the same key */
+      snprintf(other, sizeof other, "%s", prev->string);
+      for (char *p = other; *p; p++)
+        if (*p == '_') *p = '-';
+      if (!strcmp(other, name))
+        rc = kd_fail(err, "--config %s: key '%s' is given twice%s%s%s", path, item->string,
+                     strcmp(prev->string, item->string) ? " (as '" : "",
+                     strcmp(prev->string, item->string) ? prev->string : "",
+                     strcmp(prev->string, item->string) ? "')" : "");
+    }
     if (rc) break;
     char flag[80], val[4096];
     snprintf(flag, sizeof flag, "--%s", name);
@@ -134,7 +147,7 @@ done:
 
 int kd_recipe_expand(int argc, char **argv, const struct option *opts,
                      const char *const *text_keys, int *out_argc, char ***out_argv,
-                     char **inline_model, kd_error *err) {
+                     int *recipe_argc, char **inline_model, kd_error *err) {
   char **v = NULL;
   *inline_model = NULL;
   int n = 0, rc = 0;
@@ -150,6 +163,7 @@ int kd_recipe_expand(int argc, char **argv, const struct option *opts,
   }
   if (push(&v, &n, argv[0])) rc = kd_fail(err, "out of host memory");
   if (rc == 0 && config) rc = add_recipe(config, opts, text_keys, &v, &n, inline_model, err);
+  *recipe_argc = n - 1;
   for (int i = 1; rc == 0 && i < argc; i++) {
     if (!strcmp(argv[i], "--config")) {
       i++;

@@ -72,6 +72,14 @@ int kd_resume_settings(kd_train_options *o, const kd_checkpoint *ck, char *teach
                    "keeps its settings)", rp);
     o->shuffle = cJSON_IsTrue(shuffle);
   }
+  /* --epochs is the run's total and may grow; without it the run keeps its own. */
+  const cJSON *epochs = cJSON_GetObjectItemCaseSensitive(cfg, "epochs");
+  if (rc == 0 && !o->epochs_set && cJSON_IsNumber(epochs) && epochs->valuedouble >= 1 &&
+      epochs->valuedouble <= 1e6)
+    o->epochs = (int64_t)epochs->valuedouble;
+  if (rc == 0 && o->epochs < ck->epoch)
+    rc = kd_fail(err, "--epochs %lld is below the %lld epochs --resume %s has done (--epochs is "
+                 "the run's total)", (long long)o->epochs, (long long)ck->epoch, rp);
   if (rc == 0 && o->seed_set && o->seed != ck->seed)
     rc = kd_fail(err, "--seed %llu differs from the seed %llu of --resume %s (a resumed run keeps "
                  "its settings)", (unsigned long long)o->seed, (unsigned long long)ck->seed, rp);
@@ -142,6 +150,12 @@ int kd_resume_settings(kd_train_options *o, const kd_checkpoint *ck, char *teach
 }
 
 int kd_resume_check_optimizer(const kd_checkpoint *ck, const char *path, kd_error *err) {
+  /* Every epoch is at least one step: a position that breaks this is damage, found before
+   * the settings are compared with it. */
+  if (ck->step < 0 || ck->epoch < 0 || ck->epoch > ck->step || ck->data_cursor < 0)
+    return kd_fail(err, "--resume %s: its position (step %lld, epoch %lld, row %lld) is not one "
+                   "a run reaches (a damaged checkpoint?)", path, (long long)ck->step,
+                   (long long)ck->epoch, (long long)ck->data_cursor);
   if (strcmp(ck->optimizer_type, "sgd") && strcmp(ck->optimizer_type, "adamw"))
     return kd_fail(err, "--resume %s: /optimizer type '%s' is neither sgd nor adamw", path,
                    ck->optimizer_type);

@@ -17,8 +17,9 @@
 int kd_resume_settings(kd_train_options *o, const kd_checkpoint *ck, char *teacher,
                        size_t teacher_cap, kd_error *err);
 
-/* Fails, naming path, unless ck's optimizer is sgd or adamw with hyper-parameters in the
- * ranges the CLI accepts (lr in (0, 1e6], momentum and betas in [0, 1], ...). */
+/* Fails, naming path, unless ck's position is possible (step, epoch, row >= 0, epoch <= step)
+ * and its optimizer is sgd or adamw with hyper-parameters in the ranges the CLI accepts (lr in
+ * (0, 1e6], momentum and betas in [0, 1], ...). */
 int kd_resume_check_optimizer(const kd_checkpoint *ck, const char *path, kd_error *err);
 
 /* Fails, naming path and data_path, unless ck's step, epoch and row cursor are a position that

@@ -357,13 +357,15 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   r.saved_step = r.saved_epoch = r.saved_cursor = -1;
   kd_checkpoint ck;
   memset(&ck, 0, sizeof ck);
-  int have_ck = 0, rc = -1, stop_signal = 0;
+  int have_ck = 0, rc = -1, stop_signal = 0, run_dir_fresh = 0, run_dir_created = 0;
   kd_output_lock_t out_lock = {-1, ""};
 
   r.best_val_accuracy = -1;
   /* Outputs are checked before any work: a run that fails at its first checkpoint an hour
    * in, or that overwrites its own data, is worse than a refusal now. */
-  if (o->run_dir && kd_run_dir_open(o->run_dir, o->resume_path != NULL, o->force, err)) goto done;
+  if (o->run_dir && kd_run_dir_open(o->run_dir, o->resume_path, o->force, &run_dir_fresh,
+                                    &run_dir_created, err))
+    goto done;
   {
     const char *flags[] = {"--data", "--val", "--model", "--teacher", "--init"};
     const char *inputs[] = {o->data_path, o->val_path, o->model_path, o->teacher_path,
@@ -393,7 +395,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     if (o->model_path || o->model_json) {
       kd_model given;
       if (o->model_path ? kd_model_load(&given, o->model_path, err)
-                        : kd_model_parse(&given, o->model_json, "--config: model", err))
+                        : kd_model_parse(&given, o->model_json, o->model_json_source, err))
         goto done;
       int same = given.num_params == r.model.num_params;
       for (int i = 0; same && i < given.num_params; i++)
@@ -424,7 +426,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     r.optim.nesterov = ck.nesterov;
     r.optim.clip_grad_norm = o->optim.clip_grad_norm; /* from /meta/train_config */
   } else if (o->model_path ? kd_model_load(&r.model, o->model_path, err)
-                            : kd_model_parse(&r.model, o->model_json, "--config: model", err)) {
+                            : kd_model_parse(&r.model, o->model_json, o->model_json_source, err)) {
     goto done;
   }
 
@@ -467,6 +469,12 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   }
   if (have_ck) {
     if (kd_run_restore(&r, &ck, err)) goto done;
+    cJSON *cfg = cJSON_Parse(ck.train_config ? ck.train_config : "");
+    const cJSON *secs = cJSON_GetObjectItemCaseSensitive(cfg, "train_seconds");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(cfg, "rows_trained");
+    if (cJSON_IsNumber(secs) && secs->valuedouble >= 0) r.train_seconds = secs->valuedouble;
+    if (cJSON_IsNumber(rows) && rows->valuedouble >= 0) r.rows_trained = (int64_t)rows->valuedouble;
+    cJSON_Delete(cfg);
   } else {
     kd_model_init_params(&r.model, r.host_params, r.host_buffers, r.seed);
     if (o->init_path &&
@@ -484,7 +492,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   if (o->run_dir) {
     /* The checks passed: an earlier run in the directory gives way (--force), and the
      * effective settings are saved before the first step. */
-    if (o->force && !have_ck && kd_run_dir_clear(o->run_dir, err)) goto done;
+    if (run_dir_fresh && kd_run_dir_clear(o->run_dir, err)) goto done;
     if (have_ck) r.best_val_accuracy = kd_run_dir_best_accuracy(o->run_dir);
     cJSON *recipe = kd_run_effective_recipe(&r);
     int bad = kd_run_dir_write_json(o->run_dir, "recipe.json", recipe, err);
@@ -517,8 +525,10 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
       rc = kd_run_save_checkpoint(&r, o->out_path, err);
   } else {
     if (rc == 0 && r.step == 0 && !have_ck) rc = kd_run_save_checkpoint(&r, o->out_path, err);
-    if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step)
-      rc = kd_run_save_checkpoint(&r, o->out_path, err); /* nothing left to do: still write --out */
+    /* Nothing left to do: --out still gets the checkpoint (it may name another file); a run
+     * directory already holds it. */
+    if (rc == 0 && have_ck && r.epoch >= o->epochs && r.step == ck.step && !o->run_dir)
+      rc = kd_run_save_checkpoint(&r, o->out_path, err);
   }
   kd_stop_signals_restore();
   if (rc == 0 && stop_signal) {
@@ -532,10 +542,12 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
                (long long)o->epochs);
     kd_fail(err, "%s: stopped after step %lld of %lld (%s); wrote %s; continue with --resume %s",
             stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "signal",
-            (long long)r.step, (long long)(spe * o->epochs), where, o->out_path, o->out_path);
+            (long long)r.step, (long long)(spe * o->epochs), where, o->out_path,
+            o->run_dir ? o->run_dir : o->out_path);
     rc = 128 + stop_signal;
   }
-  if (rc == 0 && !stop_signal && o->run_dir) {
+  int nothing_trained = have_ck && r.step == ck.step;
+  if (rc == 0 && !stop_signal && o->run_dir && !nothing_trained) {
     if (r.val_open && !r.have_last_val) { /* nothing trained in this process: evaluate now */
       if ((rc = kd_evaluate(&r.trainer, &r.val, 1, &r.last_val, NULL, err)) == 0)
         r.have_last_val = 1;
@@ -552,6 +564,7 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
   }
 done:
   kd_output_unlock(&out_lock);
+  if (rc != 0 && run_dir_created) kd_run_dir_remove_if_empty(o->run_dir, run_dir_created);
   if (r.loader_open) kd_loader_close(&r.loader);
   if (r.trainer_open) kd_trainer_release(&r.trainer);
   kd_inference_close(&r.teacher);

@@ -16,6 +16,7 @@
 typedef struct kd_train_options {
   const char *model_path;  /* --model SPEC.json (may be omitted with --resume) */
   const char *model_json;  /* the spec itself (a recipe's inline "model"), if no model_path */
+  const char *model_json_source; /* where model_json came from, for messages */
   const char *data_path;   /* --data TRAIN.h5 */
   const char *out_path;    /* --out CKPT.h5 */
   const char *val_path;    /* --val VAL.h5 */
@@ -42,7 +43,7 @@ typedef struct kd_train_options {
   int optim_set; /* --optimizer given (on --resume the checkpoint's optimizer is used) */
   /* Flags given explicitly: on --resume they must agree with the checkpoint (its
    * /meta/train_config supplies the ones not given). */
-  int batch_set, shuffle_set, seed_set, lr_set;
+  int batch_set, shuffle_set, seed_set, lr_set, epochs_set;
   int clip_set, schedule_set, warmup_set, step_epochs_set, gamma_set;
   int loss_set, temperature_set, alpha_set, beta_set, skew_set, topk_missing_set;
   kd_lr_schedule schedule;

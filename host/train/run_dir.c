@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/paths.h"
 #include "runtime/file_io.h"
 
 /* The files a run writes, relative to DIR: what --force removes. */
@@ -41,42 +42,94 @@ static int make_dir(const char *path, kd_error *err) {
   return kd_fail(err, "--run-dir: cannot create %s: %s", path, strerror(errno));
 }
 
-/* 1 when dir holds no entry (besides . and ..), 0 when it holds one, -1 when unreadable. */
-static int dir_is_empty(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  int empty = 1;
-  for (struct dirent *e; empty && (e = readdir(d));)
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
+static long long snapshot_epoch(const char *name);
+
+/* 1 when DIR/checkpoints holds something other than latest/best checkpoints, best.json,
+ * epoch-NNNN.h5 snapshots and their lock and temporary files. */
+static int checkpoints_hold_other_files(const char *ckdir) {
+  DIR *d = opendir(ckdir);
+  if (!d) return 0;
+  int other = 0;
+  for (struct dirent *e; !other && (e = readdir(d));) {
+    const char *n = e->d_name;
+    other = strcmp(n, ".") && strcmp(n, "..") && strncmp(n, "latest.h5", 9) &&
+            strncmp(n, "best.h5", 7) && strncmp(n, "best.json", 9) && snapshot_epoch(n) < 0 &&
+            strncmp(n, "epoch-", 6);
+  }
   closedir(d);
-  return empty;
+  return other;
 }
 
-int kd_run_dir_open(const char *dir, int resume, int force, kd_error *err) {
-  char ckdir[4200];
-  if (!*dir) return kd_fail(err, "--run-dir needs a directory name");
-  if (kd_run_dir_path(ckdir, sizeof ckdir, dir, "checkpoints", err)) return -1;
+/* 1 when path exists (any kind of file). */
+static int exists(const char *dir, const char *name) {
+  char path[4300];
   struct stat st;
-  if (stat(dir, &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) return kd_fail(err, "--run-dir %s exists and is not a directory", dir);
-    /* A directory holding nothing but an empty checkpoints/ (a run that stopped at its
-     * checks) counts as empty. */
-    int empty = dir_is_empty(dir);
-    if (empty == 0 && stat(ckdir, &st) == 0 && S_ISDIR(st.st_mode) && dir_is_empty(ckdir) == 1) {
-      DIR *d = opendir(dir);
-      int others = 0;
-      for (struct dirent *e; d && (e = readdir(d));)
-        others += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-                  strcmp(e->d_name, "checkpoints");
-      if (d) closedir(d);
-      empty = others == 0;
-    }
-    if (empty < 0) return kd_fail(err, "--run-dir %s: cannot read it: %s", dir, strerror(errno));
-    if (!empty && !resume && !force)
-      return kd_fail(err, "--run-dir %s already holds a run: continue it with --resume %s, "
-                     "replace it with --force, or choose another directory", dir, dir);
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return stat(path, &st) == 0;
+}
+
+/* 1 when dir holds entries other than the files a run writes (and an empty checkpoints/),
+ * 0 when not, -1 when it cannot be read. */
+static int holds_other_files(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int other = 0;
+  for (struct dirent *e; !other && (e = readdir(d));) {
+    const char *n = e->d_name;
+    if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "checkpoints")) continue;
+    int ours = 0;
+    for (const char *const *f = run_files; *f; f++) ours |= !strcmp(*f, n);
+    other = !ours;
   }
-  return make_dir(dir, err) || make_dir(ckdir, err) ? -1 : 0;
+  closedir(d);
+  return other;
+}
+
+int kd_run_dir_open(const char *dir, const char *resume_path, int force, int *fresh,
+                    int *created, kd_error *err) {
+  char ckdir[4200], latest[4200];
+  *fresh = *created = 0;
+  if (!*dir) return kd_fail(err, "--run-dir needs a directory name");
+  if (kd_run_dir_path(ckdir, sizeof ckdir, dir, "checkpoints", err) ||
+      kd_run_dir_path(latest, sizeof latest, dir, "checkpoints/latest.h5", err))
+    return -1;
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    *created = *fresh = 1;
+  } else {
+    if (!S_ISDIR(st.st_mode)) return kd_fail(err, "--run-dir %s exists and is not a directory", dir);
+    int other = holds_other_files(dir);
+    if (other < 0) return kd_fail(err, "--run-dir %s: cannot read it: %s", dir, strerror(errno));
+    if (other)
+      return kd_fail(err, "--run-dir %s is not empty and holds no kdcl run: choose a new or "
+                     "empty directory", dir);
+    if (exists(dir, "checkpoints/latest.h5")) {
+      int own = resume_path && kd_same_file(resume_path, latest);
+      if (!own && !force)
+        return resume_path
+                   ? kd_fail(err, "--run-dir %s already holds a run, and --resume %s continues "
+                             "another: choose a new directory (or --force to replace %s's run)",
+                             dir, resume_path, dir)
+                   : kd_fail(err, "--run-dir %s already holds a run: continue it with --resume "
+                             "%s, replace it with --force, or choose another directory", dir, dir);
+      *fresh = !own;
+    } else {
+      *fresh = 1; /* empty, or a run that stopped before its first checkpoint: start over */
+    }
+    if (checkpoints_hold_other_files(ckdir))
+      return kd_fail(err, "--run-dir %s: %s holds files kdcl did not write", dir, ckdir);
+  }
+  if (make_dir(dir, err)) return -1;
+  if (stat(ckdir, &st) != 0) *created |= 2;
+  return make_dir(ckdir, err);
+}
+
+void kd_run_dir_remove_if_empty(const char *dir, int created) {
+  char ckdir[4200];
+  kd_error ignored;
+  if ((created & 2) && kd_run_dir_path(ckdir, sizeof ckdir, dir, "checkpoints", &ignored) == 0)
+    rmdir(ckdir); /* fails, as it should, once anything is in it */
+  if (created & 1) rmdir(dir);
 }
 
 /* Parses "epoch-NNNN.h5"; returns the epoch or -1. */

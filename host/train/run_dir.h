@@ -23,13 +23,23 @@
 /* Writes DIR/NAME (NAME may hold "checkpoints/...") into buf; fails when it does not fit. */
 int kd_run_dir_path(char *buf, size_t cap, const char *dir, const char *name, kd_error *err);
 
-/* Makes DIR and DIR/checkpoints. A DIR that already holds a run (anything but an empty
- * checkpoints/) is refused unless resume (the run continues) or force (it is replaced, see
- * kd_run_dir_clear). Nothing is removed here. */
-int kd_run_dir_open(const char *dir, int resume, int force, kd_error *err);
+/* Makes DIR and DIR/checkpoints (parents too) and decides whether a run may go there:
+ *   a new or empty DIR, or one whose run stopped before its first checkpoint: yes, *fresh = 1;
+ *   DIR holding a run (checkpoints/latest.h5): only to continue it (resume_path is that very
+ *   file; *fresh = 0) or with force (*fresh = 1);
+ *   DIR holding files other than a run's: never (it is not a run directory).
+ * *fresh says the files of an earlier run must go (kd_run_dir_clear, once the new run has
+ * passed its checks). *created records the directories made here, for
+ * kd_run_dir_remove_if_empty. Nothing is removed here. */
+int kd_run_dir_open(const char *dir, const char *resume_path, int force, int *fresh,
+                    int *created, kd_error *err);
 
-/* --force: removes the files an earlier run left in DIR (the ones listed above, nothing else),
- * once the new run has passed its checks. */
+/* After a run that failed before writing anything: removes the directories kd_run_dir_open
+ * made, if they are still empty. */
+void kd_run_dir_remove_if_empty(const char *dir, int created);
+
+/* Removes the files an earlier run left in DIR (the ones listed above, nothing else): for a
+ * fresh run, once it has passed its checks. */
 int kd_run_dir_clear(const char *dir, kd_error *err);
 
 /* Writes a JSON object to DIR/NAME atomically (pretty-printed, newline-terminated). */

@@ -44,6 +44,8 @@ cJSON *kd_run_train_config(const kd_run_state *r) {
   cJSON_AddNumberToObject(j, "lr_step_epochs", (double)o->lr_step_epochs);
   cJSON_AddNumberToObject(j, "lr_gamma", o->lr_gamma);
   cJSON_AddStringToObject(j, "gemm", kd_gemm_backend_name(r->dev.gemm_backend));
+  cJSON_AddNumberToObject(j, "train_seconds", r->train_seconds);
+  cJSON_AddNumberToObject(j, "rows_trained", (double)r->rows_trained);
   cJSON_AddStringToObject(j, "device", r->dev.info.name);
   return j;
 }
@@ -76,7 +78,8 @@ cJSON *kd_run_effective_recipe(const kd_run_state *r) {
   if (o->distill && o->teacher_path) add_path(j, "teacher", o->teacher_path);
   int sgd = r->optim.type == KD_OPT_SGD;
   static const char *const skipped[] = {"command", "teacher", "data", "val", "init", "shuffle",
-                                        "beta1", "beta2", "gemm", "device", NULL};
+                                        "beta1", "beta2", "gemm", "device", "train_seconds",
+                                        "rows_trained", NULL};
   for (const cJSON *item = cfg->child; item; item = item->next) {
     int skip = 0;
     for (const char *const *k = skipped; *k; k++) skip |= !strcmp(*k, item->string);
@@ -102,6 +105,8 @@ cJSON *kd_run_effective_recipe(const kd_run_state *r) {
     cJSON_AddItemToObject(j, "betas", betas);
   }
   if (o->keep > 0) cJSON_AddNumberToObject(j, "keep", (double)o->keep);
+  cJSON_AddNumberToObject(j, "checkpoint-every", (double)o->checkpoint_every);
+  cJSON_AddNumberToObject(j, "log-every", (double)o->log_every);
   if (o->gemm_set) cJSON_AddStringToObject(j, "gemm", kd_gemm_backend_name(o->gemm));
   if (o->device) cJSON_AddStringToObject(j, "device", o->device);
   cJSON_Delete(cfg);

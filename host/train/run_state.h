@@ -41,8 +41,8 @@ typedef struct kd_run_state {
   double best_val_accuracy;  /* of the run directory's best.h5 (-1: none yet) */
   kd_eval_result last_val;   /* the latest validation, for eval.json */
   int have_last_val;
-  int64_t rows_trained;      /* rows stepped in this process, and the seconds it took */
-  double train_seconds;
+  int64_t rows_trained;      /* rows stepped, and the seconds it took, over the whole run */
+  double train_seconds;      /* (earlier processes' share from --resume's train_config) */
 } kd_run_state;
 
 

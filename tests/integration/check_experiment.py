@@ -204,6 +204,64 @@ k.run("distill", "--resume", P("runs/init"), "--epochs", 2, "--quiet")
 assert json.load(open(P("runs/init/eval.json")))["epochs"] == 2
 print("run dir: 2 epochs + --resume DIR to 4 equals 4 epochs bit for bit")
 
+
+# --- what a run directory accepts ------------------------------------------------------------
+# resuming another run into a directory that holds one: refused (only the directory's own run)
+k.fails("distill", "--resume", P("runs/whole"), "--run-dir", P("runs/parts"), "--epochs", 5,
+        mentions=["already holds a run", "another"])
+# a run that stopped before its first checkpoint (recipe.json, metrics.jsonl only) starts over
+os.makedirs(P("runs/husk/checkpoints"))
+json.dump(base, open(P("runs/husk/recipe.json"), "w"))
+open(P("runs/husk/metrics.jsonl"), "w").close()
+k.fails("distill", "--resume", P("runs/husk"), mentions=["no checkpoints/latest.h5",
+                                                          "without --resume"])
+k.run("distill", "--config", recipe, "--run-dir", P("runs/husk"), "--epochs", 1, "--quiet")
+assert os.path.exists(P("runs/husk/eval.json"))
+# a directory of other files is not a run directory, --force or not; nothing in it is touched
+os.makedirs(P("mine"))
+open(P("mine/eval.json"), "w").write("my own")
+open(P("mine/notes.txt"), "w").write("notes")
+for extra in ([], ["--force"]):
+    k.fails("distill", "--config", recipe, "--run-dir", P("mine"), *extra,
+            mentions=["not empty", "no kdcl run"])
+assert open(P("mine/eval.json")).read() == "my own" and sorted(os.listdir(P("mine"))) == \
+    ["eval.json", "notes.txt"]
+# a run that fails its checks leaves no directory behind
+k.fails("distill", "--config", recipe, "--val", P("mine"), "--run-dir", P("runs/new/deep"),
+        mentions=["mine"])
+assert not os.path.exists(P("runs/new/deep"))
+k.fails("distill", "--resume", P("runs/none"), code=2, mentions=["runs/none", "no such"])
+# run-management keys and aliases given twice are refused in recipes
+for change, mentions in (({"force": True}, ["'force'", "command line"]),
+                         ({"resume": P("runs/whole")}, ["'resume'", "command line"]),
+                         ({"run-dir": P("runs/x")}, ["'run-dir'", "command line"]),
+                         ({"lr-schedule": "cosine"}, ["given twice", "lr_schedule"])):
+    k.fails("distill", "--config", write_recipe("keys.json", dict(base, **change)), "--out",
+            P("keys.h5"), mentions=mentions)
+# a flag given twice on the command line, an abbreviated one, an error from the recipe
+k.fails("distill", "--config", recipe, "--epochs", 2, "--epochs", 3, "--out", P("x.h5"), code=2,
+        mentions=["--epochs", "twice"])
+k.fails("distill", "--config", recipe, "--epoch", 2, "--out", P("x.h5"), code=2,
+        mentions=["--epoch", "--epochs"])
+k.fails("train", "--config", recipe, "--out", P("x.h5"), code=2,
+        mentions=["--config " + recipe, "--loss", "distill"])
+# a finished run resumed: nothing to train, nothing rewritten; --epochs below what it did: refused
+digest = tree_digest(P("runs/whole"))
+k.run("distill", "--resume", P("runs/whole"), "--quiet")
+assert tree_digest(P("runs/whole")) == digest
+k.fails("distill", "--resume", P("runs/whole"), "--epochs", 2, mentions=["--epochs 2", "4 epochs"])
+# recipe.json keeps --checkpoint-every and --log-every; a checkpoint resume keeps its --epochs
+k.run("distill", "--config", constant, "--run-dir", P("runs/every"), "--epochs", 2,
+      "--checkpoint-every", 5, "--log-every", 3, "--quiet")
+saved = json.load(open(P("runs/every/recipe.json")))
+assert saved["checkpoint-every"] == 5 and saved["log-every"] == 3, saved
+k.run("distill", "--config", constant, "--epochs", 2, "--out", P("two.h5"), "--quiet")
+k.run("distill", "--data", P("train-t.h5"), "--resume", P("two.h5"), "--out", P("two.h5"),
+      "--quiet")
+with h5py.File(P("two.h5")) as f:
+    assert int(f["train/epoch"][()]) == 2  # not the default --epochs 10
+print("run dir: refusals (another run, other files, keys, repeats), husk restart, no-op resume")
+
 # --- figures and the report ------------------------------------------------------------------
 py = os.environ.get("KDCL_PYTHON", sys.executable)
 out = P("report")
