@@ -40,6 +40,17 @@ def load_metrics(run_dir):
     return latest("step", "step"), latest("epoch", "epoch")
 
 
+def run_labels(paths):
+    """A label per run directory: its name, or as many trailing path parts as keep labels
+    distinct (runs/kd and other/kd become runs/kd and other/kd, not kd twice)."""
+    parts = [os.path.normpath(os.path.abspath(p)).split(os.sep) for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = [os.sep.join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [os.path.normpath(p) for p in paths]  # the same directory twice
+
+
 def series(records, key):
     pts = [(r["step"], r[key]) for r in records if key in r]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -94,11 +105,13 @@ def plot(runs, out_dir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("runs", nargs="+", help="kdcl run directories (--run-dir)")
     ap.add_argument("--out", required=True, help="directory for the PNG files")
     args = ap.parse_args()
-    runs = {os.path.basename(os.path.normpath(r)): load_metrics(r) for r in args.runs}
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        sys.exit(f"plot_run.py: error: --out {args.out} exists and is not a directory")
+    runs = {name: load_metrics(r) for name, r in zip(run_labels(args.runs), args.runs)}
     for path in plot(runs, args.out):
         print(path)
 

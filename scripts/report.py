@@ -10,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plot_run import load_metrics, plot  # noqa: E402
+from plot_run import load_metrics, plot, run_labels  # noqa: E402
 
 
 def final_metrics(run_dir, epochs):
@@ -39,11 +39,13 @@ def fmt(v, scale=1.0, digits=2):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("runs", nargs="+", help="kdcl run directories (--run-dir)")
     ap.add_argument("--out", required=True, help="directory for report.md and its figures")
     args = ap.parse_args()
-    runs = {os.path.basename(os.path.normpath(r)): (r, load_metrics(r)) for r in args.runs}
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        sys.exit(f"report.py: error: --out {args.out} exists and is not a directory")
+    runs = {name: (r, load_metrics(r)) for name, r in zip(run_labels(args.runs), args.runs)}
     figures = plot({name: m for name, (_, m) in runs.items()}, args.out)
     lines = ["# kdcl run report", "", "| run | model | loss | epochs | val accuracy % | "
              "agreement with teacher % | val loss | train loss | time s |", "|" + "---|" * 9]
