@@ -17,7 +17,7 @@ static void help(void) {
       "kernels, so the first listing takes a few seconds).\n"
       "Pick a device elsewhere with --device SEL or KDCL_DEVICE=SEL: an index, cpu|gpu|accelerator,\n"
       "or a substring of the device or platform name.\n\n"
-      "  --json    print one JSON object {\"devices\": [...]} on stdout\n"
+      "  --json    print one JSON object {\"devices\": [...]} on stdout (default: text)\n"
       "  --help    this text\n");
 }
 

@@ -43,6 +43,7 @@ static void help(const char *cmd) {
          "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
          "                           (default: build from source, cached per device)\n"
          "%s"
+         "  --no-file-locking        no HDF5 file locks (NFS; default: locking on)\n"
          "  --help                   this text\n",
          predict ? "  --out LOGITS.h5          where to write the logits\n" : "",
          predict ? "" : "  --json                   print one JSON object on stdout (default: text)\n");

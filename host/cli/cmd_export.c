@@ -19,6 +19,7 @@ static void help(void) {
          "  --checkpoint CKPT.h5     checkpoint written by kdcl train or distill\n"
          "  --out FILE               where to write (not the checkpoint itself)\n"
          "  --format safetensors     output format (default and only one: safetensors)\n"
+         "  --no-file-locking        no HDF5 file locks (NFS; default: locking on)\n"
          "  --help                   this text\n");
 }
 

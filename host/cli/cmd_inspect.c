@@ -25,7 +25,8 @@ static void help(void) {
       "complete. A logits file: its shape. Any other HDF5 file: its groups and datasets with\n"
       "shapes and types. Exits 1 when the file is a kdcl dataset that training would refuse\n"
       "(the description says why), or is missing or not HDF5.\n\n"
-      "  --json    print one JSON object on stdout instead of text\n"
+      "  --json    print one JSON object on stdout instead of text (default: text)\n"
+      "  --no-file-locking  open without HDF5 file locks (NFS; default: locking on)\n"
       "  --help    this text\n");
 }
 

@@ -37,6 +37,7 @@ static void help(void) {
       "                           --kernels-binary)\n"
          "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
          "                           (default: build from source, cached per device)\n"
+         "  --no-file-locking        no HDF5 file locks (NFS; default: locking on)\n"
          "  --help                   this text\n");
 }
 
