@@ -455,8 +455,12 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     goto done;
   if (setup_teacher(&r, err)) goto done;
   if (kd_trainer_create(&r.trainer, &r.dev, &r.model, (size_t)o->batch,
-                        r.source == KD_SOURCE_TOPK ? (size_t)r.train.teacher_k : 0, err))
+                        r.source == KD_SOURCE_TOPK ? (size_t)r.train.teacher_k : 0, err)) {
+    kd_fail_context(err, "model '%s' (%s) at --batch %lld", r.model.name,
+                    o->model_path ? o->model_path : "from --resume or the recipe",
+                    (long long)o->batch);
     goto done;
+  }
   r.trainer_open = 1;
   size_t n = r.model.param_floats;
   r.host_params = calloc(n, sizeof(float));
