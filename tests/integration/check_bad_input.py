@@ -344,19 +344,23 @@ with h5py.File(P("hwc.h5"), "a") as f:
 train_fails(data=P("hwc.h5"), mentions=["hwc.h5", "layout", "HWC"])
 
 # a damaged checkpoint given to --resume: position, optimizer, train_config
-def damaged(name, edit):
+def damaged(name, edit, source=ck_bytes):
+    """A copy of a good checkpoint (bytes), edited through h5py."""
     path = P(name)
     with open(path, "wb") as f:
-        f.write(ck_bytes)
+        f.write(source)
     with h5py.File(path, "a") as f:
         edit(f)
     return path
 
-def set_scalar(key, value):
+def replace(key, value):
     def edit(f):
         del f[key]
-        f.create_dataset(key, data=np.int64(value))
+        f.create_dataset(key, data=value)
     return edit
+
+def set_scalar(key, value):
+    return replace(key, np.int64(value))
 
 for name, edit, mentions in (
         ("cursor.h5", set_scalar("train/data_cursor", 10 ** 6), ["cursor.h5", "position"]),
@@ -377,20 +381,6 @@ with open(P("latin1.json"), "wb") as f:
     f.write(json.dumps(dict(spec, name="caf\u00e9")).encode("utf-8").replace(b"\\u00e9", b"\xe9"))
 train_fails(model=P("latin1.json"), mentions=["latin1.json", "UTF-8"])
 # checkpoints whose /model is not the spec's state_dict: export refuses them, inspect exits 1
-def ck_copy(name, edit):
-    path = P(name)
-    with open(path, "wb") as f:
-        f.write(ck_bytes)
-    with h5py.File(path, "a") as f:
-        edit(f)
-    return path
-
-def replace(key, value):
-    def edit(f):
-        del f[key]
-        f.create_dataset(key, data=value)
-    return edit
-
 def spec_edit(f):
     cfg = json.loads(f["meta/model_config"][()])
     cfg["layers"][1]["type"] = "warp"
@@ -402,7 +392,7 @@ for name, edit, mentions in (
         ("extra.h5", lambda f: f.create_dataset("model/layers.9.weight", data=np.zeros(3, np.float32)),
          ["5 tensors", "strictly"]),
         ("warp.h5", spec_edit, ["warp"])):
-    path = ck_copy(name, edit)
+    path = damaged(name, edit)
     k.fails("export", "--checkpoint", path, "--out", P(name + ".st"), mentions=[name, *mentions])
     assert not os.path.exists(P(name + ".st"))
     p = k.run("inspect", path, "--json", expect=1)
@@ -418,10 +408,7 @@ bn_bytes = open(P("bn.h5"), "rb").read()
 for name, key, value, mention in (
         ("var.h5", "model/layers.1.running_var", -np.ones(8, np.float32), "negative variance"),
         ("nbt.h5", "model/layers.1.num_batches_tracked", np.zeros(2, np.int64), "one integer")):
-    with open(P(name), "wb") as f:
-        f.write(bn_bytes)
-    with h5py.File(P(name), "a") as f:
-        replace(key, value)(f)
+    damaged(name, replace(key, value), source=bn_bytes)
     k.fails("eval", "--checkpoint", P(name), "--data", P("good.h5"), mentions=[name, mention])
 # a JSONL line with a NUL byte, one whose probabilities sum above 1: named by line
 with open(P("nul.jsonl"), "wb") as f:
