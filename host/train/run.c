@@ -227,6 +227,7 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
   if (kd_loss_ring_init(&ring, (size_t)B, has_kd, has_kd ? o->dcfg.alpha : 1.0, err)) return -1;
   int rc = 0;
   double t_start = now_seconds(), t_log = t_start;
+  double seconds_before = r->train_seconds; /* earlier processes' share (from --resume) */
   int64_t rows_since_log = 0, start_step = r->step;
 
   while (rc == 0 && r->epoch < o->epochs && !kd_stop_requested()) {
@@ -280,6 +281,7 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
       }
       if (o->checkpoint_every > 0 && step % o->checkpoint_every == 0 && r->cursor < N) {
         if ((rc = kd_loss_ring_drain_all(&ring, err)) != 0) break;
+        r->train_seconds = seconds_before + (now_seconds() - t_start);
         if ((rc = kd_run_save_checkpoint(r, o->out_path, err)) != 0) break;
       }
       /* SIGINT/SIGTERM: this step is enqueued and stays; kd_train_run writes the checkpoint. */
@@ -296,10 +298,11 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
     /* The epoch is complete: the position moves to the start of the next one. */
     r->epoch++;
     r->cursor = 0;
+    r->train_seconds = seconds_before + (now_seconds() - t_start); /* saved with the epoch */
     rc = finish_epoch(r, &ring, now_seconds() - t_start, err);
   }
   kd_loss_ring_free(&ring);
-  r->train_seconds += now_seconds() - t_start;
+  r->train_seconds = seconds_before + (now_seconds() - t_start);
   return rc;
 }
 
