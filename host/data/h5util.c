@@ -301,16 +301,23 @@ static void walk_object(hid_t o, walk_state *w, int depth) {
   free(names);
 }
 
+/* The time limit of the check, KDCL_H5_CHECK_SECONDS or 30; -1 when the variable is set to
+ * something else than whole seconds in [1, 99999]. */
 static int check_seconds(void) {
   const char *env = getenv("KDCL_H5_CHECK_SECONDS");
-  long v = env && *env ? strtol(env, NULL, 10) : 0;
-  return v > 0 && v < 100000 ? (int)v : 30;
+  if (!env || !*env) return 30;
+  char *end;
+  long v = strtol(env, &end, 10);
+  return *end == '\0' && v > 0 && v < 100000 ? (int)v : -1;
 }
 
 /* 0 when libhdf5 read the whole file in a child without dying or hanging; else -1 and the
  * message. */
 static int check_in_child(const char *path, kd_error *err) {
   int seconds = check_seconds();
+  if (seconds < 0)
+    return kd_fail(err, "KDCL_H5_CHECK_SECONDS is '%s' but whole seconds in [1, 99999] are "
+                   "needed", getenv("KDCL_H5_CHECK_SECONDS"));
   pid_t pid = fork();
   if (pid < 0) return 0; /* no process to spare: open it directly, as before */
   if (pid == 0) {

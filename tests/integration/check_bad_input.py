@@ -2,6 +2,7 @@
 existing output file untouched."""
 import json
 import os
+import subprocess
 import sys
 
 import h5py
@@ -422,4 +423,8 @@ with open(P("mass.jsonl"), "w") as f:
 k.fails("import", "teacher-topk", "--jsonl", P("mass.jsonl"), "--data", P("good.h5"), "--out",
         P("t.h5"), mentions=["mass.jsonl:1", "sum to"])
 k.fails("inspect", "", code=2, mentions=["empty"])
+env = dict(os.environ, KDCL_H5_CHECK_SECONDS="abc")
+p = subprocess.run([k.binary, "eval", "--checkpoint", P("ck.h5"), "--data", P("good.h5")],
+                   capture_output=True, text=True, env=env)
+assert p.returncode == 1 and p.stderr.startswith("kdcl: error: KDCL_H5_CHECK_SECONDS"), p.stderr
 print("all bad-input cases refused cleanly")
