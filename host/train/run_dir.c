@@ -68,8 +68,8 @@ static int exists(const char *dir, const char *name) {
   return stat(path, &st) == 0;
 }
 
-/* 1 when dir holds entries other than the files a run writes (and an empty checkpoints/),
- * 0 when not, -1 when it cannot be read. */
+/* 1 when dir holds entries other than the files a run writes (and checkpoints/), 0 when not,
+ * -1 when it cannot be read. */
 static int holds_other_files(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return -1;
@@ -77,8 +77,8 @@ static int holds_other_files(const char *dir) {
   for (struct dirent *e; !other && (e = readdir(d));) {
     const char *n = e->d_name;
     if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "checkpoints")) continue;
-    int ours = 0;
-    for (const char *const *f = run_files; *f; f++) ours |= !strcmp(*f, n);
+    int ours = 0; /* a run file, or the NAME.tmp.PID a killed write of one left */
+    for (const char *const *f = run_files; *f; f++) ours |= !strncmp(*f, n, strlen(*f));
     other = !ours;
   }
   closedir(d);

@@ -217,6 +217,9 @@ k.fails("distill", "--resume", P("runs/husk"), mentions=["no checkpoints/latest.
                                                           "without --resume"])
 k.run("distill", "--config", recipe, "--run-dir", P("runs/husk"), "--epochs", 1, "--quiet")
 assert os.path.exists(P("runs/husk/eval.json"))
+# the temporary file a killed write of recipe.json leaves does not make it "not a run"
+open(P("runs/husk/recipe.json.tmp.12345"), "w").write("{")
+k.run("distill", "--resume", P("runs/husk"), "--epochs", 2, "--quiet")
 # a directory of other files is not a run directory, --force or not; nothing in it is touched
 os.makedirs(P("mine"))
 open(P("mine/eval.json"), "w").write("my own")
