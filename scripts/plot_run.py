@@ -21,14 +21,17 @@ def load_metrics(run_dir):
     if not os.path.exists(path):
         sys.exit(f"plot_run.py: error: {run_dir} has no metrics.jsonl (not a kdcl run directory?)")
     records = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if line:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    sys.exit(f"plot_run.py: error: {path}:{n}: not valid JSON")
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+                record = json.loads(line) if line else None
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                sys.exit(f"plot_run.py: error: {path}:{n}: not valid JSON")
+            if record is not None:
+                if not isinstance(record, dict):
+                    sys.exit(f"plot_run.py: error: {path}:{n}: not a JSON object")
+                records.append(record)
     # A resumed run appends to the log and repeats the steps logged after its last checkpoint:
     # the later record of a step (or epoch) is the one the run continued from.
     def latest(event, key):

@@ -13,12 +13,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plot_run import load_metrics, plot, run_labels  # noqa: E402
 
 
+def read_object(path):
+    """A JSON object file of a run directory, {} when it is missing; damage is one error line."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        sys.exit(f"report.py: error: {path}: not a readable JSON file ({e})")
+    if not isinstance(obj, dict):
+        sys.exit(f"report.py: error: {path}: not a JSON object")
+    return obj
+
+
 def final_metrics(run_dir, epochs):
-    path = os.path.join(run_dir, "eval.json")
-    ev = json.load(open(path)) if os.path.exists(path) else {}
+    ev = read_object(os.path.join(run_dir, "eval.json"))
     last = epochs[-1] if epochs else {}
-    recipe_path = os.path.join(run_dir, "recipe.json")
-    recipe = json.load(open(recipe_path)) if os.path.exists(recipe_path) else {}
+    recipe = read_object(os.path.join(run_dir, "recipe.json"))
     model = recipe.get("model")  # the spec itself, or a path to it
     name = model.get("name", "?") if isinstance(model, dict) else \
         os.path.splitext(os.path.basename(model))[0] if isinstance(model, str) else "?"
@@ -35,7 +47,9 @@ def final_metrics(run_dir, epochs):
 
 
 def fmt(v, scale=1.0, digits=2):
-    return "–" if v is None else f"{scale * v:.{digits}f}"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "–" if v is None else "?"  # a value of the wrong type in a damaged file
+    return f"{scale * v:.{digits}f}"
 
 
 def main():

@@ -117,6 +117,10 @@ enum {
   OPT_CONFIG, OPT_RUN_DIR, OPT_KEEP, OPT_FORCE, OPT_LAST = OPT_FORCE
 };
 
+/* Integer settings stay below 2^53, so recipe.json and /meta/train_config (JSON numbers,
+ * doubles to most readers) hold them exactly. */
+#define KD_MAX_EXACT_INT (((int64_t)1 << 53) - 1)
+
 /* Options whose recipe values are text; the other options with an argument take numbers. */
 static const char *const text_options[] = {
     "model", "data", "out", "val", "init", "resume", "log", "device", "gemm", "kernels-binary",
@@ -342,7 +346,7 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv, in
                                     optarg);
         break;
       case OPT_SEED:
-        rc = kd_flag_int64(cmd, "--seed", optarg, 0, INT64_MAX, &i64);
+        rc = kd_flag_int64(cmd, "--seed", optarg, 0, KD_MAX_EXACT_INT, &i64);
         o.seed = (uint64_t)i64;
         o.seed_set = 1;
         break;
@@ -355,14 +359,14 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv, in
         o.batch_set = 1;
         break;
       case OPT_LOG_EVERY:
-        rc = kd_flag_int64(cmd, "--log-every", optarg, 1, INT64_MAX, &o.log_every);
+        rc = kd_flag_int64(cmd, "--log-every", optarg, 1, KD_MAX_EXACT_INT, &o.log_every);
         break;
       case OPT_CKPT_EVERY:
-        rc = kd_flag_int64(cmd, "--checkpoint-every", optarg, 0, INT64_MAX, &o.checkpoint_every);
+        rc = kd_flag_int64(cmd, "--checkpoint-every", optarg, 0, KD_MAX_EXACT_INT, &o.checkpoint_every);
         break;
       case OPT_WARMUP:
         o.warmup_set = 1;
-        rc = kd_flag_int64(cmd, "--warmup-steps", optarg, 0, INT64_MAX, &o.warmup_steps);
+        rc = kd_flag_int64(cmd, "--warmup-steps", optarg, 0, KD_MAX_EXACT_INT, &o.warmup_steps);
         break;
       case OPT_STEP_EPOCHS:
         o.step_epochs_set = 1;
@@ -413,6 +417,10 @@ static int parse_and_run(const char *cmd, int distill, int argc, char **argv, in
   if (o.model_path) o.model_json = NULL; /* a --model flag overrides a recipe's inline spec */
   if (!o.model_path && !o.model_json && !o.resume_path)
     return kd_cli_usage_error(cmd, "--model SPEC.json is required");
+  if (!o.data_path && o.run_dir && o.resume_path && !config)
+    return kd_cli_usage_error(cmd, "--resume %s: the run directory has no recipe.json to take "
+                              "the data and settings from: give --data and the run's settings",
+                              o.run_dir);
   if (!o.data_path) return kd_cli_usage_error(cmd, "--data TRAIN.h5 is required");
   if (!o.out_path) return kd_cli_usage_error(cmd, "--out CKPT.h5 or --run-dir DIR is required");
   /* A run directory's recipe names the --init its run started from; resuming, the weights come

@@ -79,6 +79,11 @@ static int add_recipe(const char *path, const struct option *opts, const char *c
                         end ? (long)(end - text) : 0L);
     goto done;
   }
+  if (strstr(text, "\\u0000")) {
+    rc = kd_fail(err, "--config %s: holds \\u0000 (a NUL character), which no option value may "
+                 "contain", path);
+    goto done;
+  }
   for (const cJSON *item = root->child; item && rc == 0; item = item->next) {
     char name[64];
     snprintf(name, sizeof name, "%s", item->string);
@@ -90,6 +95,11 @@ static int add_recipe(const char *path, const struct option *opts, const char *c
     if (o && (!strcmp(name, "force") || !strcmp(name, "resume") || !strcmp(name, "run-dir"))) {
       rc = kd_fail(err, "--config %s: key '%s' is not a training setting: give --%s on the "
                    "command line", path, item->string, name);
+      break;
+    }
+    if (!strcmp(name, "no-file-locking")) {
+      rc = kd_fail(err, "--config %s: key '%s' is a setting of this machine, not of the run: give "
+                   "--no-file-locking on the command line", path, item->string);
       break;
     }
     if (!o || !strcmp(name, "config") || !strcmp(name, "help")) {

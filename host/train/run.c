@@ -400,13 +400,19 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
       if (o->model_path ? kd_model_load(&given, o->model_path, err)
                         : kd_model_parse(&given, o->model_json, o->model_json_source, err))
         goto done;
-      int same = given.num_params == r.model.num_params;
-      for (int i = 0; same && i < given.num_params; i++)
-        same = !strcmp(given.params[i].name, r.model.params[i].name) &&
-               !memcmp(given.params[i].shape, r.model.params[i].shape, sizeof given.params[i].shape);
+      /* The same network: input and layers equal, hyper-parameters (a dropout rate, a
+       * batch-norm momentum) included; the name and description may differ. */
+      cJSON *a = cJSON_Parse(given.spec_json), *b = cJSON_Parse(r.model.spec_json);
+      int same = cJSON_Compare(cJSON_GetObjectItemCaseSensitive(a, "input"),
+                               cJSON_GetObjectItemCaseSensitive(b, "input"), 1) &&
+                 cJSON_Compare(cJSON_GetObjectItemCaseSensitive(a, "layers"),
+                               cJSON_GetObjectItemCaseSensitive(b, "layers"), 1);
+      cJSON_Delete(a);
+      cJSON_Delete(b);
       kd_model_free(&given);
       if (!same) {
-        kd_fail(err, "--model %s does not describe the network stored in --resume %s",
+        kd_fail(err, "--model %s does not describe the network stored in --resume %s (its "
+                "input or layers differ from /meta/model_config; a resumed run keeps its model)",
                 o->model_path ? o->model_path : "(the recipe's inline spec)", o->resume_path);
         goto done;
       }

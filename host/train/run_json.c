@@ -1,6 +1,7 @@
 /* A run's JSON descriptions: /meta/train_config, a run directory's recipe.json and eval.json. */
 #define _XOPEN_SOURCE 700 /* realpath, for the absolute paths of a saved recipe */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,10 @@ cJSON *kd_run_effective_recipe(const kd_run_state *r) {
     for (char *c = key; *c; c++)
       if (*c == '_') *c = '-';
     cJSON *value = cJSON_Duplicate(item, 0);
-    if (cJSON_IsNumber(value)) cJSON_SetNumberValue(value, float_setting(value->valuedouble));
+    /* Settings stored from floats read back as written; integers (seed, epochs, batch,
+     * steps) are exact already and must stay so. */
+    if (cJSON_IsNumber(value) && value->valuedouble != floor(value->valuedouble))
+      cJSON_SetNumberValue(value, float_setting(value->valuedouble));
     cJSON_AddItemToObject(j, key, value);
   }
   if (!o->shuffle) cJSON_AddBoolToObject(j, "no-shuffle", 1);

@@ -263,6 +263,24 @@ k.run("distill", "--data", P("train-t.h5"), "--resume", P("two.h5"), "--out", P(
       "--quiet")
 with h5py.File(P("two.h5")) as f:
     assert int(f["train/epoch"][()]) == 2  # not the default --epochs 10
+# integers stay exact in recipe.json (a 9-digit seed resumes and reruns); past 2^53 refused
+k.run("distill", "--config", constant, "--run-dir", P("runs/seed"), "--epochs", 1,
+      "--seed", 123456789, "--warmup-steps", 123456789, "--quiet")
+saved = json.load(open(P("runs/seed/recipe.json")))
+assert saved["seed"] == 123456789 and saved["warmup-steps"] == 123456789, saved
+k.run("distill", "--resume", P("runs/seed"), "--epochs", 2, "--quiet")
+k.fails("distill", "--config", constant, "--seed", 2 ** 53, "--out", P("x.h5"), code=2,
+        mentions=["--seed"])
+# a resumed run keeps its network: another dropout rate is refused, as other units are
+edited = json.load(open(P("runs/seed/recipe.json")))
+edited["model"]["layers"][2]["rate"] = 0.5
+k.fails("distill", "--config", write_recipe("rate.json", edited), "--resume", P("runs/seed"),
+        "--epochs", 3, mentions=["does not describe the network"])
+for text, mentions in (('{"no-file-locking": true}', ["no-file-locking", "command line"]),
+                       ('{"data": "train-t.h5\\u0000x"}', ["NUL"])):
+    with open(P("odd.json"), "w") as f:
+        f.write(text)
+    k.fails("distill", "--config", P("odd.json"), "--out", P("x.h5"), mentions=mentions)
 print("run dir: refusals (another run, other files, keys, repeats), husk restart, no-op resume")
 
 # --- figures and the report ------------------------------------------------------------------
@@ -282,4 +300,10 @@ for png in ("loss.png", "val_accuracy.png", "lr.png", "samples_per_s.png"):
 p = subprocess.run([py, os.path.join(os.environ["KDCL_SOURCE_DIR"], "scripts/plot_run.py"),
                     P("train.h5"), "--out", out], capture_output=True, text=True)
 assert p.returncode != 0 and "no metrics.jsonl" in p.stderr, p.stderr
+with open(P("runs/parts/eval.json"), "w") as f:
+    f.write("[1, 2")
+p = subprocess.run([py, os.path.join(os.environ["KDCL_SOURCE_DIR"], "scripts/report.py"),
+                    P("runs/parts"), "--out", out], capture_output=True, text=True)
+assert p.returncode != 0 and p.stderr.startswith("report.py: error:") and \
+    len(p.stderr.strip().splitlines()) == 1, p.stderr
 print("report: report.md with the three runs' table rows and four PNG figures")
