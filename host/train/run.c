@@ -215,6 +215,12 @@ static int finish_epoch(kd_run_state *r, const kd_loss_ring *ring, double elapse
   return 0;
 }
 
+static void keep_epoch_sums(kd_run_state *r, const kd_loss_ring *ring) {
+  r->epoch_sums[0] = (double)ring->rows;
+  r->epoch_sums[1] = ring->sum_loss, r->epoch_sums[2] = ring->sum_ce;
+  r->epoch_sums[3] = ring->sum_kd;
+}
+
 static int run_epochs(kd_run_state *r, kd_error *err) {
   const kd_train_options *o = r->o;
   int64_t N = r->train.num_rows, B = o->batch;
@@ -234,6 +240,11 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
     kd_epoch_order(r->order, N, r->seed, r->epoch, o->shuffle);
     kd_loader_start(&r->loader, r->order, N, r->cursor);
     kd_loss_ring_reset(&ring);
+    if (r->cursor > 0) { /* resumed mid-epoch: the sums of the rows done before */
+      ring.rows = (int64_t)r->epoch_sums[0];
+      ring.sum_loss = r->epoch_sums[1], ring.sum_ce = r->epoch_sums[2];
+      ring.sum_kd = r->epoch_sums[3];
+    }
     kd_batch *prev = NULL;
     cl_event prev_upload = NULL;
     for (;;) {
@@ -281,6 +292,7 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
       }
       if (o->checkpoint_every > 0 && step % o->checkpoint_every == 0 && r->cursor < N) {
         if ((rc = kd_loss_ring_drain_all(&ring, err)) != 0) break;
+        keep_epoch_sums(r, &ring);
         r->train_seconds = seconds_before + (now_seconds() - t_start);
         if ((rc = kd_run_save_checkpoint(r, o->out_path, err)) != 0) break;
       }
@@ -294,7 +306,10 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
     }
     if (rc == 0) rc = kd_loss_ring_drain_all(&ring, err);
     if (rc) break;
-    if (kd_stop_requested() && r->cursor < N) break; /* mid-epoch: the position stays */
+    if (kd_stop_requested() && r->cursor < N) { /* mid-epoch: the position stays */
+      keep_epoch_sums(r, &ring);
+      break;
+    }
     /* The epoch is complete: the position moves to the start of the next one. */
     r->epoch++;
     r->cursor = 0;
@@ -487,6 +502,12 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     const cJSON *rows = cJSON_GetObjectItemCaseSensitive(cfg, "rows_trained");
     if (cJSON_IsNumber(secs) && secs->valuedouble >= 0) r.train_seconds = secs->valuedouble;
     if (cJSON_IsNumber(rows) && rows->valuedouble >= 0) r.rows_trained = (int64_t)rows->valuedouble;
+    const cJSON *sums = cJSON_GetObjectItemCaseSensitive(cfg, "epoch_loss_sums");
+    if (cJSON_IsArray(sums) && cJSON_GetArraySize(sums) == 4 && r.cursor > 0) {
+      int i = 0;
+      for (const cJSON *v = sums->child; v; v = v->next, i++)
+        r.epoch_sums[i] = cJSON_IsNumber(v) && isfinite(v->valuedouble) ? v->valuedouble : 0;
+    }
     cJSON_Delete(cfg);
   } else {
     kd_model_init_params(&r.model, r.host_params, r.host_buffers, r.seed);

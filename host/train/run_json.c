@@ -47,6 +47,10 @@ cJSON *kd_run_train_config(const kd_run_state *r) {
   cJSON_AddStringToObject(j, "gemm", kd_gemm_backend_name(r->dev.gemm_backend));
   cJSON_AddNumberToObject(j, "train_seconds", r->train_seconds);
   cJSON_AddNumberToObject(j, "rows_trained", (double)r->rows_trained);
+  if (r->cursor > 0) { /* a mid-epoch checkpoint: the loss sums of the epoch so far */
+    cJSON *sums = cJSON_AddArrayToObject(j, "epoch_loss_sums");
+    for (int i = 0; i < 4; i++) cJSON_AddItemToArray(sums, cJSON_CreateNumber(r->epoch_sums[i]));
+  }
   cJSON_AddStringToObject(j, "device", r->dev.info.name);
   return j;
 }
@@ -80,7 +84,7 @@ cJSON *kd_run_effective_recipe(const kd_run_state *r) {
   int sgd = r->optim.type == KD_OPT_SGD;
   static const char *const skipped[] = {"command", "teacher", "data", "val", "init", "shuffle",
                                         "beta1", "beta2", "gemm", "device", "train_seconds",
-                                        "rows_trained", NULL};
+                                        "rows_trained", "epoch_loss_sums", NULL};
   for (const cJSON *item = cfg->child; item; item = item->next) {
     int skip = 0;
     for (const char *const *k = skipped; *k; k++) skip |= !strcmp(*k, item->string);

@@ -43,6 +43,9 @@ typedef struct kd_run_state {
   int have_last_val;
   int64_t rows_trained;      /* rows stepped, and the seconds it took, over the whole run */
   double train_seconds;      /* (earlier processes' share from --resume's train_config) */
+  /* The loss sums of the epoch in progress (rows, loss, ce, kd), saved with a mid-epoch
+   * checkpoint so a resumed epoch's record equals the uninterrupted one. */
+  double epoch_sums[4];
 } kd_run_state;
 
 

@@ -9,6 +9,7 @@
   uninterrupted run's bits; a second SIGINT exits at once;
 - a second run writing the same --out is refused while the first runs (--no-file-locking and
   HDF5_USE_FILE_LOCKING=FALSE turn that off)."""
+import json
 import os
 import random
 import re
@@ -127,7 +128,8 @@ write_dataset(P("long.h5"), xl, yl, C)
 
 
 def args_long(out, resume=False):
-    a = ["train", "--data", P("long.h5"), "--out", out, "--epochs", EPOCHS_LONG, "--quiet"]
+    a = ["train", "--data", P("long.h5"), "--out", out, "--epochs", EPOCHS_LONG, "--quiet",
+         "--log", out + ".jsonl"]
     if resume:
         return [*a, "--resume", out]
     return [*a, "--model", P("student.json"), "--batch", B, "--seed", 7, "--lr", 0.003]
@@ -163,6 +165,15 @@ def interrupt(sig, code, name):
         assert not os.path.exists(out + ".tmp") and not os.path.exists(out + ".lock")
         k.run(*args_long(out, resume=True))
         assert same(state(out), ref_long), f"{name}: resumed run differs from the uninterrupted run"
+        # the interrupted epoch's record equals the uninterrupted run's (its loss sums so far
+        # travel in the checkpoint); the later record of an epoch is the one that counts
+        def epochs_of(log):
+            recs = [json.loads(l) for l in open(log)]
+            return {r["epoch"]: r["train_loss"] for r in recs if r["event"] == "epoch"}
+        want, got = epochs_of(P("ref-long.h5.jsonl")), epochs_of(out + ".jsonl")
+        assert want.keys() == got.keys(), (want, got)
+        for e in want:
+            assert abs(got[e] - want[e]) <= 1e-12 * abs(want[e]), (name, e, got[e], want[e])
         print(f"{name} at step {step} (epoch {epoch}, cursor {cursor}): exit {code}, one line, "
               f"resume bit-identical")
         if cursor:
