@@ -16,6 +16,8 @@ packages=(
 packages+=(valgrind)  # scripts/test.sh runs the host-only unit tests under memcheck
 # scripts/fuzz.sh (setup.sh --fuzz): clang and its libFuzzer/sanitizer runtimes
 [ "${1:-}" = "--fuzz" ] && packages+=(clang libclang-rt-14-dev)
+# scripts/tune_clblast.sh (setup.sh --tune): a C++ compiler for its driver of CLBlast's tuners
+[ "${1:-}" = "--tune" ] && packages+=(g++)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

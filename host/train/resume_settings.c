@@ -179,10 +179,10 @@ int kd_resume_check_optimizer(const kd_checkpoint *ck, const char *path, kd_erro
 int kd_resume_check_position(const kd_checkpoint *ck, const char *path, int64_t num_rows,
                              int64_t batch, const char *data_path, kd_error *err) {
   int64_t steps_per_epoch = (num_rows + batch - 1) / batch;
-  /* Every epoch is at least one step, so epoch <= step keeps the product below in range. */
-  int ok = ck->step >= 0 && ck->epoch >= 0 && ck->epoch <= ck->step && ck->data_cursor >= 0 &&
-           ck->data_cursor < num_rows;
-  ok = ok && ck->step == ck->epoch * steps_per_epoch + (ck->data_cursor + batch - 1) / batch;
+  /* kd_resume_check_optimizer has seen 0 <= epoch <= step (each epoch is at least one step),
+   * which keeps the product below in range. */
+  int ok = ck->data_cursor < num_rows &&
+           ck->step == ck->epoch * steps_per_epoch + (ck->data_cursor + batch - 1) / batch;
   if (!ok)
     return kd_fail(err, "--resume %s: its position (step %lld, epoch %lld, row %lld) is not one "
                    "a run over the %lld rows of %s in batches of %lld reaches (a damaged "

@@ -24,7 +24,7 @@ int kd_resume_check_optimizer(const kd_checkpoint *ck, const char *path, kd_erro
 
 /* Fails, naming path and data_path, unless ck's step, epoch and row cursor are a position that
  * a run over num_rows rows in batches of `batch` reaches: step = epoch * ceil(num_rows / batch)
- * + ceil(cursor / batch), cursor in [0, num_rows). */
+ * + ceil(cursor / batch), cursor below num_rows. Call after kd_resume_check_optimizer. */
 int kd_resume_check_position(const kd_checkpoint *ck, const char *path, int64_t num_rows,
                              int64_t batch, const char *data_path, kd_error *err);
 

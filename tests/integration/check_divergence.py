@@ -92,14 +92,24 @@ with h5py.File(P("full.h5"), "r") as f:
     expected = f["teacher/logits"][...]
 original = open(P("big.h5"), "rb").read()
 outcomes = {"as it was": 0, "labelled": 0}
-for trial in range(8):
+killed_mid_write = 0
+trial = 0
+while trial < 4 or (killed_mid_write < 3 and trial < 24):  # 4 at any moment, then targeted
     with open(P("victim.h5"), "wb") as f:
         f.write(original)
     p = subprocess.Popen([k.binary, "label", "--teacher", P("teacher.h5"), "--data",
                           P("victim.h5")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(rng.uniform(0.05, 1.2) * full_time)
+    trial += 1
+    if trial <= 4:  # any moment
+        time.sleep(rng.uniform(0.05, 1.2) * full_time)
+    else:          # while victim.h5.tmp, the copy with /teacher, is being written
+        while not os.path.exists(P("victim.h5.tmp")) and p.poll() is None:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, 0.005))
+    mid = os.path.exists(P("victim.h5.tmp"))
     p.send_signal(signal.SIGKILL)
     p.wait()
+    killed_mid_write += mid and p.returncode != 0
     data = open(P("victim.h5"), "rb").read()
     if data == original:
         outcomes["as it was"] += 1
@@ -109,4 +119,6 @@ for trial in range(8):
         assert np.array_equal(f["labels/y"][...], yl)
     outcomes["labelled"] += 1
 assert outcomes["as it was"] >= 1, outcomes
-print(f"label: 8 kill -9 at random moments: {outcomes}; never half written")
+assert killed_mid_write >= 3, f"only {killed_mid_write} kills landed while victim.h5.tmp existed"
+print(f"label: {trial} kill -9 ({killed_mid_write} during the write of victim.h5.tmp): {outcomes}; "
+      f"never half written")
