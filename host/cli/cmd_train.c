@@ -495,16 +495,11 @@ static int run_command(const char *cmd, int distill, int argc, char **argv) {
     args[argc + 2] = NULL;
   }
   int recipe_argc = 0;
+  const char *config = NULL; /* the file the recipe's options came from */
   int failed = kd_recipe_expand(resumed ? argc + 2 : argc, args, opts, text_options, &n,
-                                &expanded, &recipe_argc, &inline_model, &err);
+                                &expanded, &recipe_argc, &config, &inline_model, &err);
   if (resumed) free(args);
   if (failed) return kd_cli_error(&err);
-  const char *config = resumed;
-  for (int i = 1; !resumed && i < argc; i++) { /* the file the recipe's options came from */
-    if (!strcmp(argv[i], "--")) break;
-    if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[i + 1];
-    else if (!strncmp(argv[i], "--config=", 9)) config = argv[i] + 9;
-  }
   int rc = parse_and_run(cmd, distill, n, expanded, recipe_argc, config, inline_model,
                          resumed != NULL);
   kd_recipe_free(n, expanded);

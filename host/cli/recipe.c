@@ -157,20 +157,25 @@ done:
 
 int kd_recipe_expand(int argc, char **argv, const struct option *opts,
                      const char *const *text_keys, int *out_argc, char ***out_argv,
-                     int *recipe_argc, char **inline_model, kd_error *err) {
+                     int *recipe_argc, const char **config_path, char **inline_model,
+                     kd_error *err) {
   char **v = NULL;
   *inline_model = NULL;
   int n = 0, rc = 0;
   const char *config = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--")) break;
+    const char *given = NULL;
     if (!strcmp(argv[i], "--config")) {
       if (i + 1 >= argc) return kd_fail(err, "--config needs a file");
-      config = argv[i + 1];
+      given = argv[i + 1];
     } else if (!strncmp(argv[i], "--config=", 9)) {
-      config = argv[i] + 9;
+      given = argv[i] + 9;
     }
+    if (given && config) return kd_fail(err, "--config is given twice (%s, %s)", config, given);
+    if (given) config = given;
   }
+  *config_path = config;
   if (push(&v, &n, argv[0])) rc = kd_fail(err, "out of host memory");
   if (rc == 0 && config) rc = add_recipe(config, opts, text_keys, &v, &n, inline_model, err);
   *recipe_argc = n - 1;

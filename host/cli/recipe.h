@@ -12,7 +12,8 @@
 
 /* Finds `--config FILE` (or --config=FILE) in argv, reads FILE and returns in *out_argv a new
  * argument vector: argv[0], the recipe's options (*recipe_argc arguments), then argv[1..]
- * without --config. The keys force, resume and run-dir are refused: they say what to do with
+ * without --config; *config_path is FILE (pointing into argv) or NULL. --config given twice
+ * is refused. The keys force, resume and run-dir are refused: they say what to do with
  * a run directory, not how to train, and belong on the command line.
  *   opts       the command's option table: every key must name one of its long options
  *              (except config and help);
@@ -25,7 +26,8 @@
  * Without --config, *out_argv is a copy of argv. Free it with kd_recipe_free. */
 int kd_recipe_expand(int argc, char **argv, const struct option *opts,
                      const char *const *text_keys, int *out_argc, char ***out_argv,
-                     int *recipe_argc, char **inline_model, kd_error *err);
+                     int *recipe_argc, const char **config_path, char **inline_model,
+                     kd_error *err);
 void kd_recipe_free(int argc, char **argv);
 
 #endif

@@ -244,6 +244,8 @@ for change, mentions in (({"force": True}, ["'force'", "command line"]),
 # a flag given twice on the command line, an abbreviated one, an error from the recipe
 k.fails("distill", "--config", recipe, "--epochs", 2, "--epochs", 3, "--out", P("x.h5"), code=2,
         mentions=["--epochs", "twice"])
+k.fails("distill", "--config", recipe, "--config", constant, "--out", P("x.h5"),
+        mentions=["--config", "twice"])
 k.fails("distill", "--config", recipe, "--epoch", 2, "--out", P("x.h5"), code=2,
         mentions=["--epoch", "--epochs"])
 k.fails("train", "--config", recipe, "--out", P("x.h5"), code=2,
