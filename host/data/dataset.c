@@ -15,13 +15,6 @@
 
 /* ---- Chunk cache and label conversion ---- */
 
-static int is_prime(size_t n) {
-  if (n < 2) return 0;
-  for (size_t d = 2; d * d <= n; d++)
-    if (n % d == 0) return 0;
-  return 1;
-}
-
 /* Opens dataset name with a chunk cache for batch reads: large enough to hold the whole
  * dataset when it is at most 64 MiB (so later epochs of a small dataset never decompress
  * again), never less than four chunks (up to 512 MiB), and a fixed size however large the
@@ -55,12 +48,7 @@ static hid_t open_with_cache(hid_t file, const char *name) {
   size_t four = chunk_bytes > max_chunks / 4 ? max_chunks : 4 * chunk_bytes;
   if (nbytes < four) nbytes = four;
   if (nbytes < ((size_t)1 << 20)) nbytes = (size_t)1 << 20;
-  size_t fit = nbytes / chunk_bytes;
-  /* Capped: each slot is a pointer, and tiny chunks would ask for millions. */
-  size_t nslots = fit > 2000 ? 200000 : fit * 100 < 521 ? 521 : fit * 100;
-  while (!is_prime(nslots)) nslots++;
-  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-  if (dapl >= 0) H5Pset_chunk_cache(dapl, nslots, nbytes, 0.75);
+  hid_t dapl = kd_h5_dapl_chunk_cache(nbytes, chunk_bytes);
   d = H5Dopen2(file, name, dapl >= 0 ? dapl : H5P_DEFAULT);
   if (dapl >= 0) H5Pclose(dapl);
   return d;

@@ -584,6 +584,25 @@ hid_t kd_h5_gcpl_create(void) {
   return gcpl;
 }
 
+static int is_prime(size_t n) {
+  if (n < 2) return 0;
+  for (size_t d = 2; d * d <= n; d++)
+    if (n % d == 0) return 0;
+  return 1;
+}
+
+hid_t kd_h5_dapl_chunk_cache(size_t cache_bytes, size_t chunk_bytes) {
+  size_t fit = chunk_bytes ? cache_bytes / chunk_bytes : 0;
+  size_t nslots = fit > 2000 ? 200000 : fit * 100 < 521 ? 521 : fit * 100;
+  while (!is_prime(nslots)) nslots++;
+  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  if (dapl >= 0 && H5Pset_chunk_cache(dapl, nslots, cache_bytes, 0.75) < 0) {
+    H5Pclose(dapl);
+    return H5I_INVALID_HID;
+  }
+  return dapl;
+}
+
 hid_t kd_h5_dcpl_create(void) {
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   if (dcpl < 0) return dcpl;

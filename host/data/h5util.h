@@ -97,6 +97,10 @@ hid_t kd_h5_gcpl_create(void);
 /* A dataset creation list with obj_track_times off (contiguous unless the caller adds
  * chunking). */
 hid_t kd_h5_dcpl_create(void);
+/* A dataset access list with a chunk cache of cache_bytes for chunks of chunk_bytes (> 0): hash
+ * slots ~100x the chunks that fit, at least 521 and at most ~200000 (each slot is a pointer),
+ * a prime as libhdf5 advises. Returns H5I_INVALID_HID when libhdf5 refuses; close it. */
+hid_t kd_h5_dapl_chunk_cache(size_t cache_bytes, size_t chunk_bytes);
 
 /* Creates group `name` under loc (intermediate groups too, each with kd_h5_gcpl_create's
  * properties) or opens it when it already exists. Returns the group id or a negative id. */

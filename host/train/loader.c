@@ -54,13 +54,6 @@ static void gather(const kd_loader *l, kd_batch *b) {
   }
 }
 
-static int is_prime(size_t n) {
-  if (n < 2) return 0;
-  for (size_t d = 2; d * d <= n; d++)
-    if (n % d == 0) return 0;
-  return 1;
-}
-
 /* Reopens dataset *d (`name` in ds's file) with a chunk cache of `cache_bytes`, or, for 0, one
  * for reads in file order: four chunks, at least 1 MiB, when its chunks are filtered (a chunk
  * is decompressed whole, and the rows of one batch are read in file order, so neighbours share
@@ -96,15 +89,8 @@ static int reopen_with_cache(kd_dataset *ds, const char *name, hid_t *d, size_t 
     nbytes = chunk_bytes > max_bytes / 4 ? max_bytes : 4 * chunk_bytes;
     if (nbytes < ((size_t)1 << 20)) nbytes = (size_t)1 << 20;
   }
-  /* hash slots ~100x the chunks that fit (capped), a prime, as libhdf5 advises */
-  size_t fit = chunk_bytes ? nbytes / chunk_bytes : 0;
-  size_t nslots = fit > 2000 ? 200000 : fit * 100 < 521 ? 521 : fit * 100;
-  while (!is_prime(nslots)) nslots++;
-  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-  if (dapl < 0 || H5Pset_chunk_cache(dapl, nslots, nbytes, 0.75) < 0) {
-    if (dapl >= 0) H5Pclose(dapl);
-    return kd_h5_fail(err, "%s: setting the chunk cache of %s", ds->path, name);
-  }
+  hid_t dapl = kd_h5_dapl_chunk_cache(nbytes, chunk_bytes);
+  if (dapl < 0) return kd_h5_fail(err, "%s: setting the chunk cache of %s", ds->path, name);
   H5Dclose(*d);
   *d = H5Dopen2(ds->file, name, dapl);
   H5Pclose(dapl);
