@@ -181,7 +181,7 @@ static int run_step(const kd_bench_step_opts *o, int json) {
       cJSON_AddNumberToObject(d, "rows", (double)r->data_rows);
       cJSON_AddStringToObject(d, "inputs", r->data_x_is_u8 ? "uint8" : "float32");
       cJSON_AddStringToObject(d, "teacher", r->data_teacher);
-      cJSON_AddBoolToObject(d, "in_memory", r->data_resident);
+      cJSON_AddStringToObject(d, "held", r->data_held);
       cJSON_AddNumberToObject(d, "rounds", r->data_rounds);
       cJSON_AddNumberToObject(d, "steps_per_block", r->data_block_steps);
       cJSON_AddNumberToObject(d, "epochs_started", (double)r->data_epochs_started);
@@ -222,7 +222,9 @@ static int run_step(const kd_bench_step_opts *o, int json) {
              "feed, %lld epochs begun\n",
              o->data_path, (long long)r->data_rows, r->data_x_is_u8 ? "uint8" : "float32",
              r->data_teacher,
-             r->data_resident ? "held in memory by the loader" : "streamed by the loader thread",
+             !strcmp(r->data_held, "device")  ? "held on the device, gathered there"
+             : !strcmp(r->data_held, "host") ? "held in host memory, gathered with memcpy"
+                                             : "streamed by the loader thread",
              r->data_rounds, r->data_block_steps, (long long)r->data_epochs_started);
       printf("    batch already on the device      %.3f ms per step\n", r->resident_step_ms);
       printf("    batch copied from host memory    %.3f ms per step (%.3fx)\n", r->host_step_ms,

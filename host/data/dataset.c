@@ -847,6 +847,28 @@ done:
   return rc;
 }
 
+int kd_dataset_read_all(kd_dataset *ds, void *x_out, int32_t *y_out, float *logits_out,
+                        int32_t *idx_out, float *logp_out, kd_error *err) {
+  size_t row_bytes = ds->sample_size * (ds->x_is_u8 ? 1 : sizeof(float));
+  size_t tc = (size_t)(ds->teacher_kind == KD_TEACHER_TOPK ? ds->teacher_k : ds->teacher_classes);
+  int teacher = logits_out || idx_out || logp_out;
+  enum { BLOCK = 4096 };
+  int64_t rows[BLOCK];
+  size_t N = (size_t)ds->num_rows;
+  for (size_t start = 0; start < N; start += BLOCK) {
+    size_t n = N - start < BLOCK ? N - start : BLOCK;
+    for (size_t i = 0; i < n; i++) rows[i] = (int64_t)(start + i);
+    if (kd_dataset_read_rows(ds, rows, n, (unsigned char *)x_out + start * row_bytes,
+                             y_out + start, err) ||
+        (teacher && kd_dataset_read_teacher_rows(ds, rows, n,
+                                                 logits_out ? logits_out + start * tc : NULL,
+                                                 idx_out ? idx_out + start * tc : NULL,
+                                                 logp_out ? logp_out + start * tc : NULL, err)))
+      return -1;
+  }
+  return 0;
+}
+
 /* ---- Writing ---- */
 
 /* Creates a chunked dataset (chunks of `chunk_rows` whole rows) and writes data when rows > 0. */

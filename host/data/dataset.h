@@ -81,11 +81,18 @@ int kd_dataset_read_rows(kd_dataset *ds, const int64_t *rows, size_t n, void *x_
 int kd_dataset_read_teacher_rows(kd_dataset *ds, const int64_t *rows, size_t n, float *logits_out,
                                  int32_t *idx_out, float *logp_out, kd_error *err);
 
-/* Closes the handles (safe on a dataset that failed to open or was already closed). */
+/* Reads every row, in file order and blocks of rows, into x_out [num_rows, sample_size]
+ * (stored type), y_out [num_rows] and, when given, the teacher's rows: logits_out
+ * [num_rows, C], or idx_out and logp_out [num_rows, K] (NULL: not read). Errors as
+ * kd_dataset_read_rows and kd_dataset_read_teacher_rows. */
+int kd_dataset_read_all(kd_dataset *ds, void *x_out, int32_t *y_out, float *logits_out,
+                        int32_t *idx_out, float *logp_out, kd_error *err);
+
 /* Scans float inputs in bounded-memory blocks for values that are, or become after
  * (x*scale - mean)/std, NaN or Inf; the error names the row. uint8 inputs pass at once. */
 int kd_dataset_check_inputs(kd_dataset *ds, kd_error *err);
 
+/* Closes the handles (safe on a dataset that failed to open or was already closed). */
 void kd_dataset_close(kd_dataset *ds);
 
 /* Writes a new dataset file atomically (PATH.tmp, then renamed): x uint8 (x_is_u8) or float32

@@ -205,15 +205,27 @@ int kd_dropout_backward(kd_device *dev, kd_ref dx, kd_ref dy, size_t n, float ra
   return dropout_run(dev, "kd_dropout_backward", dx, dy, n, rate, seed, stream, err);
 }
 
+int kd_normalize_coefficients(float scale, float mean, float std, float *a, float *b,
+                              kd_error *err) {
+  *a = (float)((double)scale / (double)std);
+  *b = (float)(-(double)mean / (double)std);
+  if (!(std != 0.0f && isfinite(std)) || !isfinite(scale) || !isfinite(mean) || !isfinite(*a) ||
+      !isfinite(*b))
+    return kd_fail(err, "input normalisation: scale %g, mean %g, std %g: std must be non-zero, "
+                   "all finite, and scale/std and mean/std within float range",
+                   (double)scale, (double)mean, (double)std);
+  return 0;
+}
+
 int kd_normalize_inputs(kd_device *dev, kd_ref out, kd_ref in, int in_is_u8, size_t n,
                         float scale, float mean, float std, kd_error *err) {
   const char *op = "normalize inputs";
-  if (!(std != 0.0f && isfinite(std)) || !isfinite(scale) || !isfinite(mean))
-    return kd_fail(err, "%s: scale %g, mean %g, std %g: std must be non-zero and all finite", op,
-                   (double)scale, (double)mean, (double)std);
-  if (check_ref(op, "out", out, n, err) || check_ref(op, "in", in, n, err)) return -1;
+  float a, b;
+  if (kd_normalize_coefficients(scale, mean, std, &a, &b, err) ||
+      check_ref(op, "out", out, n, err) || check_ref(op, "in", in, n, err))
+    return -1;
   size_t g = n, l = KD_WG;
   return KD_RUN(dev, in_is_u8 ? "kd_normalize_inputs_u8" : "kd_normalize_inputs_f32", 1, &g, &l,
                 err, KD_MEM(out.buf), KD_UINT(out.off), KD_MEM(in.buf), KD_UINT(in.off),
-                KD_UINT(n), KD_FLOAT(scale), KD_FLOAT(mean), KD_FLOAT(std));
+                KD_UINT(n), KD_FLOAT(a), KD_FLOAT(b));
 }

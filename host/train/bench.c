@@ -13,6 +13,7 @@
 #include "data/dataset.h"
 #include "nn/gemm.h"
 #include "nn/model.h"
+#include "train/feed.h"
 #include "train/loader.h"
 #include "train/loss_ring.h"
 #include "train/rng.h"
@@ -208,12 +209,7 @@ typedef struct step_bench {
 /* The training loop's hand-back of a batch: once the device has copied it, its slot goes back
  * to the reader. */
 static void feed_release_prev(step_bench *b) {
-  if (b->prev_upload) {
-    clWaitForEvents(1, &b->prev_upload);
-    clReleaseEvent(b->prev_upload);
-    b->prev_upload = NULL;
-  }
-  if (b->prev) kd_loader_release(&b->loader, b->prev);
+  kd_feed_release(&b->loader, b->prev, &b->prev_upload);
   b->prev = NULL;
 }
 
@@ -310,21 +306,9 @@ static int step_once(step_bench *b, step_feed feed, kd_error *err) {
   int distill = o->loss != KD_LOSS_CE;
   if (kd_loss_ring_drain(&b->ring, (int)(step % 2), err)) return -1;
   if (feed == FEED_HOST && upload_batch(b, err)) return -1;
-  if (feed == FEED_FILE) {
-    /* host/train/run.c enqueue_step: inputs and labels, then the teacher rows, all
-     * non-blocking; the last write's event says when the slot may be reused. */
+  if (feed == FEED_FILE) { /* as host/train/run.c enqueue_step */
     b->prev = fb;
-    cl_event ev = NULL, later = NULL;
-    int rc = kd_trainer_upload(t, fb->x, b->x_is_u8, fb->y, n, b->scale, b->mean, b->std, &ev,
-                               err);
-    if (rc == 0 && with_teacher(b))
-      rc = kd_trainer_upload_teacher(t, fb->t_logits, fb->t_idx, fb->t_logp, n, &later, err);
-    if (later) {
-      if (ev) clReleaseEvent(ev);
-      ev = later;
-    }
-    b->prev_upload = ev;
-    if (rc) return -1;
+    if (kd_feed_batch(&b->loader, fb, t, NULL, &b->prev_upload, err)) return -1;
   }
   if (kd_trainer_forward(t, n, 1, 1, step, err) ||
       kd_trainer_loss(t, n, distill ? &o->dcfg : NULL, b->source, kd_at(NULL, 0), err) ||
@@ -472,7 +456,7 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   step_feed main_feed = o->upload ? FEED_HOST : FEED_RESIDENT;
   if (o->data_path) {
     main_feed = FEED_RESIDENT;
-    if (kd_loader_open(&b.loader, &b.ds, B, with_teacher(&b), err)) goto done;
+    if (kd_loader_open(&b.loader, &b.ds, B, with_teacher(&b), &b.dev, err)) goto done;
     b.loader_open = 1;
     kd_loader_start(&b.loader, b.order, b.ds.num_rows, 0);
     b.epochs_started = 1;
@@ -530,7 +514,7 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
     r->host_step_ms = median(host, chunks);
     r->file_step_ms = median(file, chunks);
     r->data_epochs_started = b.epochs_started;
-    r->data_resident = b.loader.resident;
+    r->data_held = b.loader.on_device ? "device" : b.loader.resident ? "host" : "streamed";
   }
   r->step_ms = median(res, chunks);
   r->resident_step_ms = r->step_ms;

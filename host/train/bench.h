@@ -93,7 +93,9 @@ typedef struct kd_bench_step_result {
   int64_t data_rows;
   int data_x_is_u8;
   const char *data_teacher; /* "none", "logits" or "topk" */
-  int data_resident; /* the loader held the whole set in memory (else it streamed it) */
+  /* where the loader held the set: "device" (gathered there), "host" (gathered with memcpy
+   * and uploaded) or "streamed" (read by the loader thread) */
+  const char *data_held;
   int data_rounds, data_block_steps;
   double resident_step_ms, host_step_ms, file_step_ms;
   double file_over_resident, file_over_resident_of_medians, host_over_resident;

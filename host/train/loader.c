@@ -1,5 +1,5 @@
-/* Minibatch loading: the whole training set held in memory when it fits, else a prefetch
- * thread. All HDF5 reads of the training set happen on that thread while it runs (the Debian
+/* Minibatch loading: the whole training set held on the device or in host memory when it
+ * fits, else a prefetch thread. All HDF5 reads of a streamed set happen on that thread while it runs (the Debian
  * libhdf5 build is thread-safe, but one reader keeps the I/O simple). */
 #include "train/loader.h"
 
@@ -138,14 +138,14 @@ static int fits_budget(const kd_loader *l, uint64_t budget) {
   return ds->num_rows > 0 && (uint64_t)ds->num_rows <= budget / per_row;
 }
 
-/* Reads the whole set into memory, in file order and blocks of rows: returns 1 (resident), 0
- * (the memory was not to be had: stream it), -1 (a read failed). */
+/* Reads the whole set into host memory: returns 1 (resident), 0 (the memory was not to be
+ * had: stream it), -1 (a read failed). */
 static int read_all_rows(kd_loader *l, kd_error *err) {
   kd_dataset *ds = l->ds;
-  size_t rb = x_row_bytes(ds), tc = teacher_cols(l);
+  size_t tc = teacher_cols(l);
   int topk = tc && ds->teacher_kind == KD_TEACHER_TOPK;
   size_t N = (size_t)ds->num_rows;
-  l->all_x = malloc(N * rb);
+  l->all_x = malloc(N * x_row_bytes(ds));
   l->all_y = malloc(N * sizeof *l->all_y);
   if (tc && !topk) l->all_logits = malloc(N * tc * sizeof(float));
   if (topk) {
@@ -157,21 +157,27 @@ static int read_all_rows(kd_loader *l, kd_error *err) {
     free_all_rows(l);
     return 0;
   }
-  enum { BLOCK = 4096 };
-  int64_t rows[BLOCK];
-  for (size_t start = 0; start < N; start += BLOCK) {
-    size_t n = N - start < BLOCK ? N - start : BLOCK;
-    for (size_t i = 0; i < n; i++) rows[i] = (int64_t)(start + i);
-    if (kd_dataset_read_rows(ds, rows, n, l->all_x + start * rb, l->all_y + start, err) ||
-        (tc && kd_dataset_read_teacher_rows(
-                   ds, rows, n, l->all_logits ? l->all_logits + start * tc : NULL,
-                   l->all_idx ? l->all_idx + start * tc : NULL,
-                   l->all_logp ? l->all_logp + start * tc : NULL, err))) {
-      free_all_rows(l);
-      return -1;
-    }
+  if (kd_dataset_read_all(ds, l->all_x, l->all_y, l->all_logits, l->all_idx, l->all_logp, err)) {
+    free_all_rows(l);
+    return -1;
   }
   return 1;
+}
+
+/* Whether a set that fits the budget is held on the device (a step then gathers its batch
+ * there with one launch: no per-step copy over a GPU's bus) or in host memory (batches
+ * gathered with memcpy and uploaded): on the device unless it is a CPU, where device memory
+ * is host memory and PoCL's gather kernel costs more than the upload and normalisation it
+ * replaces (README, Performance). KDCL_DATA_ON_DEVICE=1 or 0 decides instead. */
+static int hold_on_device(const kd_device *dev, int *on_device, kd_error *err) {
+  const char *env = getenv("KDCL_DATA_ON_DEVICE");
+  *on_device = dev && !(dev->info.type & CL_DEVICE_TYPE_CPU);
+  if (!env || !*env) return 0;
+  if (strcmp(env, "0") && strcmp(env, "1"))
+    return kd_fail(err, "KDCL_DATA_ON_DEVICE=%s: expected 1 (hold a training set that fits "
+                   "KDCL_DATA_MEMORY on the device) or 0 (in host memory)", env);
+  *on_device = dev && env[0] == '1';
+  return 0;
 }
 
 static void *reader_main(void *arg) {
@@ -231,7 +237,8 @@ static void free_slots(kd_loader *l) {
   }
 }
 
-int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher, kd_error *err) {
+int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher, kd_device *dev,
+                   kd_error *err) {
   memset(l, 0, sizeof *l);
   l->ds = ds;
   l->batch = batch;
@@ -266,15 +273,19 @@ int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher,
       (topk && (reopen_with_cache(ds, "/teacher/topk_idx", &ds->t_idx, 0, NULL, err) ||
                 reopen_with_cache(ds, "/teacher/topk_logp", &ds->t_logp, 0, NULL, err))))
     rc = -1;
+  int on_device = 0;
+  if (rc == 0 && hold_on_device(dev, &on_device, err)) rc = -1;
   if (rc == 0 && fits_budget(l, budget)) {
-    int got = read_all_rows(l, err);
+    int got = on_device ? kd_device_set_load(&l->set, dev, ds, l->with_teacher, err)
+                        : read_all_rows(l, err);
     if (got < 0) rc = -1;
-    l->resident = got == 1;
+    l->on_device = on_device && got == 1;
+    l->resident = !on_device && got == 1;
   }
   /* Streamed: the budget goes to /inputs/x's chunk cache when that holds at least half of it
    * (a shuffled epoch then finds at least every other row decompressed already); a cache that
    * holds less saves too few decompressions to be worth its memory. */
-  if (rc == 0 && !l->resident && budget > 0 && x_bytes / 2 <= budget &&
+  if (rc == 0 && !l->on_device && !l->resident && budget > 0 && x_bytes / 2 <= budget &&
       reopen_with_cache(ds, "/inputs/x", &ds->x, (size_t)(x_bytes < budget ? x_bytes : budget),
                         NULL, err))
     rc = -1;
@@ -284,7 +295,7 @@ int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher,
   }
   pthread_mutex_init(&l->mu, NULL);
   pthread_cond_init(&l->cv, NULL);
-  if (!l->resident) {
+  if (!l->on_device && !l->resident) {
     if (pthread_create(&l->thread, NULL, reader_main, l) != 0) {
       pthread_mutex_destroy(&l->mu);
       pthread_cond_destroy(&l->cv);
@@ -316,6 +327,11 @@ void kd_loader_start(kd_loader *l, const int64_t *order, int64_t len, int64_t st
   memcpy(l->order, order, (size_t)len * sizeof *order);
   l->order_len = len;
   l->read_pos = start;
+  kd_error err = {{0}};
+  if (l->on_device && kd_device_set_order(&l->set, order, len, &err)) {
+    l->failed = 1;
+    l->err = err;
+  }
   /* the consumer takes the free slot that is not handed out */
   l->next_slot = (l->state[0] == 3) ? 1 : 0;
   pthread_cond_broadcast(&l->cv);
@@ -325,8 +341,9 @@ void kd_loader_start(kd_loader *l, const int64_t *order, int64_t len, int64_t st
 int kd_loader_next(kd_loader *l, kd_batch **out, kd_error *err) {
   pthread_mutex_lock(&l->mu);
   *out = NULL;
-  if (l->resident) {
-    /* Gathered here, from memory: a thread hand-off would cost more than the copy. */
+  if (l->on_device || l->resident) {
+    /* Held whole: on the device a batch is its place in the order; in host memory it is
+     * gathered here (a thread hand-off would cost more than the copy). */
     int s = l->next_slot, rc = 0;
     if (l->failed) {
       if (err) *err = l->err;
@@ -341,12 +358,12 @@ int kd_loader_next(kd_loader *l, kd_batch **out, kd_error *err) {
         b->first = l->read_pos;
         memcpy(b->rows, l->order + l->read_pos, b->n * sizeof *b->rows);
         l->read_pos += (int64_t)b->n;
-        for (size_t i = 0; i < b->n && rc == 0; i++)
+        for (size_t i = 0; i < b->n && rc == 0 && l->resident; i++)
           if (b->rows[i] < 0 || b->rows[i] >= l->ds->num_rows)
             rc = kd_fail(err, "%s: row %lld requested but /inputs/x has %lld rows", l->ds->path,
                          (long long)b->rows[i], (long long)l->ds->num_rows);
         if (rc == 0) {
-          gather(l, b);
+          if (l->resident) gather(l, b);
           l->state[s] = 3;
           l->next_slot = 1 - s;
           *out = b;
@@ -394,6 +411,7 @@ void kd_loader_close(kd_loader *l) {
   pthread_mutex_destroy(&l->mu);
   pthread_cond_destroy(&l->cv);
   free_slots(l);
+  if (l->on_device) kd_device_set_release(&l->set);
   free_all_rows(l);
   free(l->order);
   memset(l, 0, sizeof *l);

@@ -1,9 +1,11 @@
 /* Minibatch loading. A training set that fits KD_LOADER_RESIDENT_MIB is read once, in file
- * order, into host memory, and each batch is gathered from there with memcpy: random rows read
- * through HDF5 cost microseconds each, a whole step's worth of a small model's device time.
- * A larger set is streamed: a thread reads the next batch of rows from the file while the
- * device computes the current one. Either way the batches are the same bytes. Two slots; the
- * caller releases a slot once the device has finished copying from it. */
+ * order: into device memory (train/device_set.h), where a batch is then only its place in the
+ * epoch order and the step gathers its rows there (train/feed.h); or, on CPU devices, into
+ * host memory, from where each batch is gathered with memcpy and uploaded. Random rows read
+ * through HDF5 cost microseconds each, a whole step's worth of a small model's device time. A
+ * larger set is streamed: a thread reads the next batch of rows from the file into host memory
+ * while the device computes the current one. Every way, the steps see the same bytes. Two
+ * slots; the caller releases a slot once the device has finished copying from it. */
 #ifndef KD_LOADER_H
 #define KD_LOADER_H
 
@@ -12,7 +14,9 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "train/device_set.h"
 
+/* A batch: its rows, and for a streamed set their contents in host memory. */
 typedef struct kd_batch {
   int64_t *rows; /* dataset row of each sample */
   void *x;       /* n * sample_size elements of the stored type (uint8 or float) */
@@ -20,19 +24,22 @@ typedef struct kd_batch {
   float *t_logits;  /* [n, classes] dense teacher logits, when the loader reads the teacher */
   int32_t *t_idx;   /* [n, K] top-k teacher classes */
   float *t_logp;    /* [n, K] top-k teacher log-probabilities */
+  /* x, y and the teacher rows are filled unless the set is on the device */
   size_t n;      /* rows in this batch (the last batch of an epoch may be short) */
   int64_t first; /* position of the batch's first row in the epoch order */
 } kd_batch;
 
-/* The host memory, in MiB, a training set's rows (inputs, labels and the teacher rows the
- * loader reads) may take to be held whole; a set that is streamed gets it as the chunk cache
- * of /inputs/x when that holds at least half of it, else caches of a few chunks: a run's data
- * memory stays within it however many rows the set has. The environment variable
+/* The memory, in MiB, a training set's rows (inputs, labels and the teacher rows the loader
+ * reads) may take to be held whole on the device; a set that is streamed gets it as the chunk
+ * cache of /inputs/x when that holds at least half of it, else caches of a few chunks: a run's
+ * data memory stays within it however many rows the set has. The environment variable
  * KDCL_DATA_MEMORY (MiB; 0: always stream, with small caches) replaces it. */
 #define KD_LOADER_RESIDENT_MIB 64
 
 typedef struct kd_loader {
   kd_dataset *ds;
+  int on_device; /* set holds the whole set: no thread, batches are positions in the order */
+  kd_device_set set;
   int resident; /* the rows below hold the whole set: no thread, batches gathered on the spot */
   unsigned char *all_x;
   int32_t *all_y;
@@ -54,16 +61,20 @@ typedef struct kd_loader {
   pthread_cond_t cv;
 } kd_loader;
 
-/* Allocates two batch slots of `batch` rows; reads the whole set into memory when it fits
- * KD_LOADER_RESIDENT_MIB (and the memory can be had), else starts the reader thread. The
+/* Allocates two batch slots of `batch` rows; reads the whole set, when it fits
+ * KD_LOADER_RESIDENT_MIB, onto dev (unless it is a CPU; KDCL_DATA_ON_DEVICE=1/0 decides
+ * instead; dev NULL: never) or into host memory; if the memory cannot be had there, or the
+ * set does not fit, starts the reader thread. The
  * datasets the loader reads are reopened (ds's handles replaced) with chunk caches of a few
  * chunks (none for uncompressed ones, which HDF5 then reads row by row), and a streamed
  * /inputs/x with the budget when that holds at least half of it: a cache holding a small
  * fraction of a large set is seldom hit by shuffled epochs. With with_teacher, each batch also
  * carries the dataset's /teacher rows (dense logits or top-k). */
-int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher, kd_error *err);
-/* Starts reading order[start..len) in batches (order is copied); batches read but not yet
- * handed out are dropped. An allocation failure surfaces from the next kd_loader_next. */
+int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher, kd_device *dev,
+                   kd_error *err);
+/* Starts reading order[start..len) in batches (order is copied; on the device, without
+ * blocking); batches read but not yet handed out are dropped. A failure (memory, a row out of
+ * range, the copy to the device) surfaces from the next kd_loader_next. */
 void kd_loader_start(kd_loader *l, const int64_t *order, int64_t len, int64_t start);
 /* The next batch, blocking until it is read; *out = NULL at the end of the order. Fails with
  * the reader's error message if a read failed. */

@@ -21,6 +21,7 @@
 #include "runtime/profile.h"
 #include "train/evaluate.h"
 #include "train/layer_profile.h"
+#include "train/feed.h"
 #include "train/loader.h"
 #include "train/loss_ring.h"
 #include "train/rng.h"
@@ -97,37 +98,20 @@ static void format_eta(double seconds, char *buf, size_t len) {
   snprintf(buf, len, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
 }
 
-/* Enqueues one training step on batch b: upload, [teacher], forward, loss, backward, optimizer.
- * *upload is the event after which b's host memory may be reused. */
+/* Enqueues one training step on batch b: its inputs and teacher rows (train/feed.h), [the
+ * teacher's forward pass], forward, loss, backward, optimizer. *upload is the event after which
+ * b's host memory may be reused (NULL: none to wait for). */
 static int enqueue_step(kd_run_state *r, kd_batch *b, int64_t step, float lr,
                         cl_event *upload, kd_error *err) {
   kd_trainer *t = &r->trainer;
-  const kd_dataset *ds = &r->train;
   const kd_distill_config *cfg = r->o->distill ? &r->o->dcfg : NULL;
-  cl_event ev;
-  if (kd_trainer_upload(t, b->x, ds->x_is_u8, b->y, b->n, ds->scale, ds->mean, ds->std, &ev, err))
-    return -1;
-  kd_ref online = kd_at(NULL, 0);
-  cl_event later = NULL;
-  int rc = 0;
-  if (r->source == KD_SOURCE_DENSE_OFFLINE || r->source == KD_SOURCE_TOPK) {
-    rc = kd_trainer_upload_teacher(t, b->t_logits, b->t_idx, b->t_logp, b->n, &later, err);
-  } else if (r->source == KD_SOURCE_DENSE_ONLINE) {
-    kd_trainer *teacher = &r->teacher.trainer;
-    rc = kd_trainer_upload(teacher, b->x, ds->x_is_u8, NULL, b->n, ds->scale, ds->mean, ds->std,
-                           &later, err);
-    if (rc == 0) rc = kd_trainer_forward(teacher, b->n, 0, 0, 0, err); /* eval mode, no grad */
-    online = kd_trainer_logits(teacher);
-  }
-  /* In an in-order queue the last upload completes last: its event covers the batch. */
-  if (later) {
-    clReleaseEvent(ev);
-    ev = later;
-  }
-  *upload = ev;
-  if (rc) return -1;
+  kd_trainer *online = r->source == KD_SOURCE_DENSE_ONLINE ? &r->teacher.trainer : NULL;
+  if (kd_feed_batch(&r->loader, b, t, online, upload, err)) return -1;
+  /* the teacher in eval mode, without gradients */
+  if (online && kd_trainer_forward(online, b->n, 0, 0, 0, err)) return -1;
+  kd_ref online_logits = online ? kd_trainer_logits(online) : kd_at(NULL, 0);
   return kd_trainer_forward(t, b->n, 1, r->seed, step, err) ||
-                 kd_trainer_loss(t, b->n, cfg, r->source, online, err) ||
+                 kd_trainer_loss(t, b->n, cfg, r->source, online_logits, err) ||
                  kd_trainer_backward(t, b->n, r->seed, step, err) ||
                  kd_trainer_optimizer_step(t, &r->optim, lr, step, err)
              ? -1
@@ -253,24 +237,16 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
         rc = -1;
         break;
       }
-      if (prev) { /* the device has copied the previous batch once its upload event is done */
-        clWaitForEvents(1, &prev_upload);
-        clReleaseEvent(prev_upload);
-        prev_upload = NULL; /* released: the failure path below must not wait on it */
-        kd_loader_release(&r->loader, prev);
-        prev = NULL;
-      }
+      /* the device has copied the previous batch once its upload event is done */
+      kd_feed_release(&r->loader, prev, &prev_upload);
+      prev = NULL;
       if (!b) break;
       int64_t step = r->step + 1;
       float lr = (float)kd_schedule_lr(&sched, step);
       if ((rc = kd_loss_ring_drain(&ring, (int)(step % 2), err)) != 0 ||
           (rc = enqueue_step(r, b, step, lr, &prev_upload, err)) != 0 ||
           (rc = kd_loss_ring_enqueue(&ring, &r->trainer, step, b->n, err)) != 0) {
-        if (prev_upload) {
-          clWaitForEvents(1, &prev_upload);
-          clReleaseEvent(prev_upload);
-        }
-        kd_loader_release(&r->loader, b);
+        kd_feed_release(&r->loader, b, &prev_upload);
         break;
       }
       prev = b;
@@ -299,11 +275,7 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
       /* SIGINT/SIGTERM: this step is enqueued and stays; kd_train_run writes the checkpoint. */
       if (kd_stop_requested()) break;
     }
-    if (prev) {
-      clWaitForEvents(1, &prev_upload);
-      clReleaseEvent(prev_upload);
-      kd_loader_release(&r->loader, prev);
-    }
+    kd_feed_release(&r->loader, prev, &prev_upload);
     if (rc == 0) rc = kd_loss_ring_drain_all(&ring, err);
     if (rc) break;
     if (kd_stop_requested() && r->cursor < N) { /* mid-epoch: the position stays */
@@ -520,7 +492,8 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
     if (kd_trainer_write_params(&r.trainer, r.host_params, r.host_buffers, err)) goto done;
   }
   if (kd_loader_open(&r.loader, &r.train, (size_t)o->batch,
-                     r.source == KD_SOURCE_DENSE_OFFLINE || r.source == KD_SOURCE_TOPK, err))
+                     r.source == KD_SOURCE_DENSE_OFFLINE || r.source == KD_SOURCE_TOPK, &r.dev,
+                     err))
     goto done;
   r.loader_open = 1;
   if (o->run_dir) {

@@ -1,8 +1,8 @@
 """kdcl bench gemm / bench step: --json prints exactly one object with the documented fields;
 GEMM results agree with a double reference on every transpose and both back ends; a step of the
 shipped MLP student runs as 7 launches with the built-in GEMM (dense+bias+activation fused);
-bench step --data reports the three feeds, with the set held in memory or streamed, and training
-from either gives the same weights; flags are checked."""
+bench step --data reports the three feeds, with the set held on the device, in host memory or
+streamed, and training from each gives the same weights; flags are checked."""
 import json
 import os
 import sys
@@ -101,23 +101,30 @@ with h5py.File(data, "w") as f:
     t.create_dataset("logits", data=rng.standard_normal((rows, 10), dtype=np.float32), chunks=(100, 10))
 
 
-def bench_data(env_memory):
-    if env_memory is None:
-        os.environ.pop("KDCL_DATA_MEMORY", None)
-    else:
-        os.environ["KDCL_DATA_MEMORY"] = env_memory
+# Where the loader holds the set: on the device (KDCL_DATA_ON_DEVICE=1; the default on GPUs),
+# in host memory (=0; the default on CPU devices such as PoCL's), or streamed from the file
+# (KDCL_DATA_MEMORY=0).
+HOLDINGS = {"device": {"KDCL_DATA_ON_DEVICE": "1"}, "host": {"KDCL_DATA_ON_DEVICE": "0"},
+            "streamed": {"KDCL_DATA_MEMORY": "0"}}
+
+
+def with_env(env, fn):
+    for k, v in env.items():
+        os.environ[k] = v
     try:
-        return one_json("bench", "step", "--model", mlp, "--loss", "kd", "--batch", 64,
-                        "--data", data, "--steps", 40, "--rounds", 2, "--warmup", 2, "--json")
+        return fn()
     finally:
-        os.environ.pop("KDCL_DATA_MEMORY", None)
+        for k in env:
+            os.environ.pop(k, None)
 
 
-for env_memory, in_memory in ((None, True), ("0", False)):
-    r = bench_data(env_memory)
+for held, env in HOLDINGS.items():
+    r = with_env(env, lambda: one_json(
+        "bench", "step", "--model", mlp, "--loss", "kd", "--batch", 64, "--data", data, "--steps",
+        40, "--rounds", 2, "--warmup", 2, "--json"))
     d = r["data"]
     assert d["path"] == data and d["rows"] == rows and d["teacher"] == "logits", d
-    assert d["inputs"] == "uint8" and d["in_memory"] is in_memory, d
+    assert d["inputs"] == "uint8" and d["held"] == held, d
     assert d["rounds"] == 2 and d["steps_per_block"] == 20, d
     # 2 warm-up and 40 timed steps of 64 rows from 1000: the order starts again after 16 steps
     assert d["epochs_started"] == 3, d
@@ -125,26 +132,63 @@ for env_memory, in_memory in ((None, True), ("0", False)):
               "file_over_resident_of_medians", "host_over_resident"):
         assert d[f] > 0, (f, d)
     assert r["step_ms"] == d["resident_step_ms"] and r["batch"] == 64
-print("bench step --data: held in memory and streamed, the three feeds' fields")
+default = one_json("bench", "step", "--model", mlp, "--loss", "kd", "--batch", 64, "--data", data,
+                   "--steps", 4, "--rounds", 1, "--warmup", 1, "--json")
+assert default["data"]["held"] == ("host" if devices[0]["type"] == "cpu" else "device"), default
+print("bench step --data: held on the device, in host memory and streamed, the feeds' fields")
 
-# The loader's two ways of reading give the same batches: distillation and training on the
-# file held in memory and streamed from it end with identical weights.
-for cmd in (("distill", "--loss", "kd"), ("train",)):
+# The loader's three ways of holding a set give the same batches: runs end with identical
+# weights, for uint8 inputs with dense teacher logits (distill, and train on the labels) and
+# float inputs with a top-k teacher; and for a teacher run online, whose input is gathered too.
+# 1000 rows in batches of 64: the last batch of an epoch is short.
+topk_data = kdcl.path("data-topk.h5")
+with h5py.File(topk_data, "w") as f:
+    f.attrs["format"] = "kdcl-dataset"
+    f.attrs["format_version"] = np.array([1, 0], dtype=np.int32)
+    x = f.create_dataset("inputs/x", data=rng.standard_normal((rows, 784), dtype=np.float32),
+                         chunks=(100, 784))
+    x.attrs["scale"], x.attrs["mean"], x.attrs["std"] = np.float32(0.5), np.float32(0.1), np.float32(3.0)
+    y = f.create_dataset("labels/y", data=rng.integers(0, 10, rows, dtype=np.int32))
+    y.attrs["num_classes"] = np.int32(10)
+    t = f.create_group("teacher")
+    t.attrs["kind"], t.attrs["num_classes"], t.attrs["k"] = "topk", np.int32(10), np.int32(3)
+    idx = np.argsort(rng.random((rows, 10)), axis=1)[:, :3].astype(np.int32)
+    logp = np.sort(np.log(rng.dirichlet(np.ones(10), rows)).astype(np.float32), axis=1)[:, ::-1][:, :3]
+    t.create_dataset("topk_idx", data=idx)
+    t.create_dataset("topk_logp", data=np.ascontiguousarray(logp))
+# 20 features: the gather kernel's 16-wide part and its tail
+narrow_data, narrow_spec = kdcl.path("data-narrow.h5"), kdcl.path("narrow.json")
+with h5py.File(narrow_data, "w") as f:
+    f.attrs["format"] = "kdcl-dataset"
+    f.attrs["format_version"] = np.array([1, 0], dtype=np.int32)
+    x = f.create_dataset("inputs/x", data=rng.integers(0, 256, (rows, 20), dtype=np.uint8))
+    x.attrs["scale"], x.attrs["mean"], x.attrs["std"] = np.float32(1 / 255), np.float32(0.5), np.float32(0.25)
+    y = f.create_dataset("labels/y", data=rng.integers(0, 10, rows, dtype=np.int32))
+    y.attrs["num_classes"] = np.int32(10)
+write_spec(narrow_spec, {"name": "narrow", "input": [20], "layers": [
+    {"type": "dense", "units": 16}, {"type": "relu"}, {"type": "dense", "units": 10}]})
+online_teacher = kdcl.path("online-teacher.h5")
+kdcl.run("train", "--model", mlp, "--data", data, "--out", online_teacher, "--epochs", 1, "--batch",
+         64, "--quiet")
+runs = {"distill dense": ("distill", "--loss", "kd", "--data", data),
+        "train": ("train", "--data", data),
+        "distill top-k, float inputs": ("distill", "--loss", "kd", "--data", topk_data),
+        "distill online": ("distill", "--loss", "kd", "--data", data, "--teacher", online_teacher),
+        "train, 20 features": ("train", "--data", narrow_data)}
+for name, cmd in runs.items():
     weights = []
-    for env_memory in (None, "0"):
-        out = kdcl.path(f"{cmd[0]}-{env_memory}.h5")
-        if env_memory is not None:
-            os.environ["KDCL_DATA_MEMORY"] = env_memory
-        try:
-            kdcl.run(cmd[0], *cmd[1:], "--model", mlp, "--data", data, "--out", out, "--epochs", 2,
-                     "--batch", 64, "--quiet")
-        finally:
-            os.environ.pop("KDCL_DATA_MEMORY", None)
+    for held, env in HOLDINGS.items():
+        out = kdcl.path(f"{name.replace(' ', '_')}-{held}.h5")
+        run_spec = narrow_spec if narrow_data in cmd else mlp
+        with_env(env, lambda: kdcl.run(*cmd, "--model", run_spec, "--out", out, "--epochs", 2,
+                                       "--batch", 64, "--quiet"))
         weights.append(read_model(out))
-    assert weights[0].keys() == weights[1].keys()
-    for k in weights[0]:
-        assert np.array_equal(weights[0][k], weights[1][k]), (cmd[0], k)
-print("train and distill: the same weights from the file held in memory and streamed")
+    for w in weights[1:]:
+        assert w.keys() == weights[0].keys()
+        for k in w:
+            assert np.array_equal(weights[0][k], w[k]), (name, k)
+print("train and distill (dense, top-k, online, 20 features): the same weights from the set on the device, "
+      "in host memory and streamed")
 
 # Refusals: one error line each
 kdcl.fails("bench", code=2, mentions=("gemm", "step"))
@@ -174,10 +218,10 @@ with h5py.File(data, "r") as src, h5py.File(no_teacher, "w") as dst:
 kdcl.fails("bench", "step", "--model", mlp, "--data", no_teacher, "--loss", "kd", code=1,
            mentions=("no-teacher.h5", "/teacher"))
 kdcl.fails("bench", "step", "--model", spec, "--data", data, code=1, mentions=("data.h5", "mixed"))
-os.environ["KDCL_DATA_MEMORY"] = "lots"
-try:
-    kdcl.fails("distill", "--model", mlp, "--data", data, "--out", kdcl.path("never.h5"), code=1,
-               mentions=("KDCL_DATA_MEMORY=lots",))
-finally:
-    os.environ.pop("KDCL_DATA_MEMORY", None)
+for var, value in (("KDCL_DATA_MEMORY", "lots"), ("KDCL_DATA_ON_DEVICE", "yes"),
+                   ("KDCL_DATA_ON_DEVICE", "2")):
+    with_env({var: value}, lambda: kdcl.fails(
+        "distill", "--model", mlp, "--data", data, "--out", kdcl.path("never.h5"), code=1,
+        mentions=(f"{var}={value}",)))
+assert not os.path.exists(kdcl.path("never.h5"))
 print("bench: bad flags refused with one error line")
