@@ -136,7 +136,6 @@ static int run_step(const kd_bench_step_opts *o, int json) {
     free(r);
     return kd_cli_error(&err);
   }
-  double ratio = r->gemm_ms_per_step > 0 ? r->step_ms / r->gemm_ms_per_step : 0;
   const char *loss = kd_distill_loss_name(o->loss);
   if (json) {
     cJSON *j = cJSON_CreateObject();
@@ -156,8 +155,10 @@ static int run_step(const kd_bench_step_opts *o, int json) {
     cJSON_AddNumberToObject(j, "best_step_ms", r->best_step_ms);
     cJSON_AddNumberToObject(j, "launches_per_step", r->launches_per_step);
     cJSON_AddNumberToObject(j, "kernel_ms_per_step", r->kernel_ms_per_step);
+    cJSON_AddNumberToObject(j, "profiled_gemm_ms_per_step", r->profiled_gemm_ms_per_step);
     cJSON_AddNumberToObject(j, "gemm_ms_per_step", r->gemm_ms_per_step);
-    if (ratio > 0) cJSON_AddNumberToObject(j, "step_over_gemm", ratio);
+    cJSON_AddNumberToObject(j, "gemm_launches_per_step", r->gemm_launches_per_step);
+    if (r->step_over_gemm > 0) cJSON_AddNumberToObject(j, "step_over_gemm", r->step_over_gemm);
     else cJSON_AddNullToObject(j, "step_over_gemm");
     cJSON *ks = cJSON_AddArrayToObject(j, "kernels");
     for (int i = 0; i < r->num_kernels; i++) {
@@ -199,11 +200,12 @@ static int run_step(const kd_bench_step_opts *o, int json) {
            r->device_name, kd_gemm_backend_name(r->gemm), o->upload ? ", batch uploaded" : "");
     printf("  %.0f samples/s, %.3f ms per step (best chunk %.3f), %.1f launches per step\n",
            r->samples_per_s, r->step_ms, r->best_step_ms, r->launches_per_step);
-    if (ratio > 0)
-      printf("  built-in GEMM kernels %.3f ms per step: step / GEMM = %.2f\n", r->gemm_ms_per_step,
-             ratio);
+    if (r->step_over_gemm > 0)
+      printf("  the step's %d GEMM launches alone %.3f ms per step: step / GEMM = %.2f (median of "
+             "the rounds' ratios)\n",
+             r->gemm_launches_per_step, r->gemm_ms_per_step, r->step_over_gemm);
     else
-      printf("  GEMM time not measured (CLBlast launches are not profiled)\n");
+      printf("  GEMM time not measured (the GEMMs ran in CLBlast)\n");
     printf("  profiled run, device ms per step (kernels sum to %.3f ms):\n", r->kernel_ms_per_step);
     printf("    %-40s %9s %9s %7s\n", "kernel", "launches", "ms", "share");
     for (int i = 0; i < r->num_kernels; i++)

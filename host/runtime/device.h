@@ -59,6 +59,8 @@ typedef struct kd_device {
   int num_kernels;
   int profiling;     /* queue created with CL_QUEUE_PROFILING_ENABLE */
   uint64_t launches; /* kernel launches enqueued through kd_run since open */
+  /* while set, kd_run also appends each launch here (runtime/launch_log.h) */
+  struct kd_launch_log *launch_log;
 } kd_device;
 
 /* Lists every device of every platform into a malloc'd array (*out, *count). */

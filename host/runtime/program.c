@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "runtime/file_io.h"
+#include "runtime/launch_log.h"
 
 /* Program binaries of every device seen are tens of MiB at most. */
 #define KD_MAX_BINARY_BYTES ((size_t)1 << 30)
@@ -212,6 +213,9 @@ int kd_run(kd_device *dev, const char *name, int dims, const size_t *global,
     return kd_fail(err, "launching kernel %s failed with %s", name, kd_cl_errstr(rc));
   entry->launches++;
   dev->launches++;
+  if (dev->launch_log)
+    kd_launch_log_add(dev->launch_log, (int)(entry - dev->kernels), dims, rounded, local, nargs,
+                      args);
   if (ev) {
     cl_ulong t0 = 0, t1 = 0;
     clWaitForEvents(1, &ev);

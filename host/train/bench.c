@@ -13,6 +13,7 @@
 #include "data/dataset.h"
 #include "nn/gemm.h"
 #include "nn/model.h"
+#include "runtime/launch_log.h"
 #include "train/feed.h"
 #include "train/loader.h"
 #include "train/loss_ring.h"
@@ -265,7 +266,7 @@ static int step_bench_open(step_bench *b, int profiling, kd_error *err) {
       upload_batch(b, err) || kd_device_finish(&b->dev, err))
     return -1;
   int has_kd = o->loss != KD_LOSS_CE;
-  if (kd_loss_ring_init(&b->ring, o->batch, has_kd, has_kd ? o->dcfg.alpha : 1.0, err)) return -1;
+  if (kd_loss_ring_init(&b->ring, &b->t, has_kd, has_kd ? o->dcfg.alpha : 1.0, err)) return -1;
   b->ring_open = 1;
   b->step = 0;
   return 0;
@@ -291,8 +292,8 @@ static int feed_next(step_bench *b, kd_batch **out, kd_error *err) {
 }
 
 /* One training step as the training loop enqueues it (host/train/run.c): [upload], forward,
- * loss, backward, optimizer, the loss read-back of this step, and a wait for the read-back of
- * two steps ago. */
+ * loss, backward, optimizer, and at the end of every KD_LOSS_SPAN steps the read-back of their
+ * losses (after a wait for the span before that). */
 static int step_once(step_bench *b, step_feed feed, kd_error *err) {
   const kd_bench_step_opts *o = b->o;
   kd_trainer *t = &b->t;
@@ -304,17 +305,17 @@ static int step_once(step_bench *b, step_feed feed, kd_error *err) {
   }
   int64_t step = ++b->step;
   int distill = o->loss != KD_LOSS_CE;
-  if (kd_loss_ring_drain(&b->ring, (int)(step % 2), err)) return -1;
   if (feed == FEED_HOST && upload_batch(b, err)) return -1;
   if (feed == FEED_FILE) { /* as host/train/run.c enqueue_step */
     b->prev = fb;
     if (kd_feed_batch(&b->loader, fb, t, NULL, &b->prev_upload, err)) return -1;
   }
   if (kd_trainer_forward(t, n, 1, 1, step, err) ||
-      kd_trainer_loss(t, n, distill ? &o->dcfg : NULL, b->source, kd_at(NULL, 0), err) ||
+      kd_trainer_loss(t, n, distill ? &o->dcfg : NULL, b->source, kd_at(NULL, 0),
+                      kd_loss_ring_slot(&b->ring), err) ||
       kd_trainer_backward(t, n, 1, step, err) ||
       kd_trainer_optimizer_step(t, &o->optim, o->optim.lr, step, err) ||
-      kd_loss_ring_enqueue(&b->ring, t, step, n, err))
+      kd_loss_ring_enqueue(&b->ring, step, n, err))
     return -1;
   return 0;
 }
@@ -393,6 +394,19 @@ static int open_data(step_bench *b, kd_bench_step_result *r, kd_error *err) {
   return 0;
 }
 
+/* Times `steps` replays of the recorded step's GEMM launches alone, the queue drained at the
+ * end: ms per step. *launches gets the GEMM launches per step (0: none went through kd_run,
+ * as with CLBlast, and nothing is timed). */
+static int time_gemm_block(step_bench *b, const kd_launch_log *step_log, int steps, double *ms,
+                           int *launches, kd_error *err) {
+  double t0 = now_ms();
+  for (int i = 0; i < steps; i++)
+    if (kd_launch_log_replay(&b->dev, step_log, "kd_gemm_", launches, err)) return -1;
+  if (kd_device_finish(&b->dev, err)) return -1;
+  *ms = (now_ms() - t0) / steps;
+  return 0;
+}
+
 /* Times `steps` steps fed by `feed`, the queue drained at the end: ms per step. */
 static int time_block(step_bench *b, step_feed feed, int steps, double *ms, kd_error *err) {
   double t0 = now_ms();
@@ -412,6 +426,7 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   b.o = o;
   int rc = -1;
   double *blocks = NULL;
+  kd_launch_log step_log = {0};
   if (kd_model_load(&b.model, o->model_path, err)) return -1;
   b.model_open = 1;
   const kd_model *m = &b.model;
@@ -466,30 +481,38 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
         (o->data_path && (step_once(&b, FEED_HOST, err) || step_once(&b, FEED_FILE, err))))
       goto done;
   if (kd_loss_ring_drain_all(&b.ring, err) || kd_device_finish(&b.dev, err)) goto done;
+  /* One step recorded: its GEMM launches are replayed alone in every round. */
+  b.dev.launch_log = &step_log;
+  int recorded = step_once(&b, main_feed, err);
+  b.dev.launch_log = NULL;
+  if (recorded || kd_loss_ring_drain_all(&b.ring, err) || kd_device_finish(&b.dev, err))
+    goto done;
   int chunks = o->rounds > 0 ? o->rounds : 5;
   if (chunks > o->steps) chunks = o->steps;
-  blocks = malloc(6 * (size_t)chunks * sizeof *blocks);
+  blocks = malloc(8 * (size_t)chunks * sizeof *blocks);
   if (!blocks) {
     kd_fail(err, "out of host memory");
     goto done;
   }
   double *res = blocks, *host = blocks + chunks, *file = blocks + 2 * chunks;
   double *ratio = blocks + 3 * chunks, *host_ratio = blocks + 4 * chunks;
+  double *gemm = blocks + 5 * chunks, *gemm_ratio = blocks + 6 * chunks;
   uint64_t launches = 0;
-  int done_steps = 0;
+  int done_steps = 0, gemm_launches = 0;
   for (int c = 0; c < chunks; c++) {
     int n = o->steps / chunks + (c < o->steps % chunks);
+    /* The step's GEMMs alone, before the steps in even rounds and after them in odd ones. */
+    if (c % 2 == 0 && time_gemm_block(&b, &step_log, n, &gemm[c], &gemm_launches, err)) goto done;
     if (!o->data_path) {
       uint64_t l0 = b.dev.launches;
       if (time_block(&b, main_feed, n, &res[c], err)) goto done;
       launches += b.dev.launches - l0;
       done_steps += n;
-      continue;
     }
     /* One block of each feed, in turn; every other round in the reverse order, so neither
      * feed always follows the other. */
     static const step_feed fwd[3] = {FEED_RESIDENT, FEED_HOST, FEED_FILE};
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 3 && o->data_path; k++) {
       step_feed f = fwd[c % 2 ? 2 - k : k];
       uint64_t l0 = b.dev.launches;
       double *slot = f == FEED_RESIDENT ? &res[c] : f == FEED_HOST ? &host[c] : &file[c];
@@ -499,8 +522,17 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
         done_steps += n;
       }
     }
-    ratio[c] = file[c] / res[c];
-    host_ratio[c] = host[c] / res[c];
+    if (c % 2 == 1 && time_gemm_block(&b, &step_log, n, &gemm[c], &gemm_launches, err)) goto done;
+    gemm_ratio[c] = res[c] / gemm[c];
+    if (o->data_path) {
+      ratio[c] = file[c] / res[c];
+      host_ratio[c] = host[c] / res[c];
+    }
+  }
+  if (gemm_launches > 0) {
+    r->gemm_launches_per_step = gemm_launches;
+    r->gemm_ms_per_step = median(gemm, chunks);
+    r->step_over_gemm = median(gemm_ratio, chunks);
   }
   r->launches_per_step = (double)launches / done_steps;
   r->best_step_ms = res[0];
@@ -550,7 +582,7 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
     if (!e->launches) continue;
     double ms = e->profiled_ms / psteps;
     r->kernel_ms_per_step += ms;
-    if (!strncmp(e->name, "kd_gemm_", 8)) r->gemm_ms_per_step += ms;
+    if (!strncmp(e->name, "kd_gemm_", 8)) r->profiled_gemm_ms_per_step += ms;
     if (r->num_kernels < KD_BENCH_MAX_KERNELS) {
       kd_bench_kernel *k = &r->kernels[r->num_kernels++];
       snprintf(k->name, sizeof k->name, "%s", e->name);
@@ -561,6 +593,7 @@ int kd_bench_step(const kd_bench_step_opts *o, kd_bench_step_result *r, kd_error
   qsort(r->kernels, (size_t)r->num_kernels, sizeof r->kernels[0], by_time_desc);
   rc = 0;
 done:
+  kd_launch_log_free(&step_log);
   step_bench_close(&b);
   if (b.ds_open) kd_dataset_close(&b.ds);
   if (b.model_open) kd_model_free(&b.model);

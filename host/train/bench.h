@@ -75,10 +75,16 @@ typedef struct kd_bench_step_result {
   double step_ms, best_step_ms; /* median and best over the timed chunks, unprofiled queue */
   double samples_per_s;        /* batch / step_ms */
   double launches_per_step;    /* kernel launches (a CLBlast call counts one) */
+  /* The step's built-in GEMM launches (kd_gemm_*, recorded from one step) replayed alone in
+   * every round, timed as the steps are: ms per step (median over the rounds), launches per
+   * step, and the median over the rounds of step time / GEMM time. 0 when no GEMM went through
+   * kdcl's kernels (CLBlast). */
+  double gemm_ms_per_step, step_over_gemm;
+  int gemm_launches_per_step;
   /* From a second, profiled run (every launch waited for, so the kernel times carry no
    * overlap): the sum of every kdcl kernel's device time per step, and of the built-in GEMM
-   * kernels' (kd_gemm_*; 0 with CLBlast, whose launches are not profiled). */
-  double kernel_ms_per_step, gemm_ms_per_step;
+   * kernels' (0 with CLBlast, whose launches are not profiled). */
+  double kernel_ms_per_step, profiled_gemm_ms_per_step;
   kd_bench_kernel kernels[KD_BENCH_MAX_KERNELS];
   int num_kernels; /* sorted by time, largest first */
   kd_bench_arena arenas[KD_BENCH_MAX_ARENAS];

@@ -101,7 +101,7 @@ static void format_eta(double seconds, char *buf, size_t len) {
 /* Enqueues one training step on batch b: its inputs and teacher rows (train/feed.h), [the
  * teacher's forward pass], forward, loss, backward, optimizer. *upload is the event after which
  * b's host memory may be reused (NULL: none to wait for). */
-static int enqueue_step(kd_run_state *r, kd_batch *b, int64_t step, float lr,
+static int enqueue_step(kd_run_state *r, kd_batch *b, int64_t step, float lr, int loss_slot,
                         cl_event *upload, kd_error *err) {
   kd_trainer *t = &r->trainer;
   const kd_distill_config *cfg = r->o->distill ? &r->o->dcfg : NULL;
@@ -111,7 +111,7 @@ static int enqueue_step(kd_run_state *r, kd_batch *b, int64_t step, float lr,
   if (online && kd_trainer_forward(online, b->n, 0, 0, 0, err)) return -1;
   kd_ref online_logits = online ? kd_trainer_logits(online) : kd_at(NULL, 0);
   return kd_trainer_forward(t, b->n, 1, r->seed, step, err) ||
-                 kd_trainer_loss(t, b->n, cfg, r->source, online_logits, err) ||
+                 kd_trainer_loss(t, b->n, cfg, r->source, online_logits, loss_slot, err) ||
                  kd_trainer_backward(t, b->n, r->seed, step, err) ||
                  kd_trainer_optimizer_step(t, &r->optim, lr, step, err)
              ? -1
@@ -214,7 +214,8 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
                        o->lr_gamma};
   int has_kd = o->distill && r->source != KD_SOURCE_LABELS;
   kd_loss_ring ring;
-  if (kd_loss_ring_init(&ring, (size_t)B, has_kd, has_kd ? o->dcfg.alpha : 1.0, err)) return -1;
+  if (kd_loss_ring_init(&ring, &r->trainer, has_kd, has_kd ? o->dcfg.alpha : 1.0, err))
+    return -1;
   int rc = 0;
   double t_start = now_seconds(), t_log = t_start;
   double seconds_before = r->train_seconds; /* earlier processes' share (from --resume) */
@@ -243,9 +244,8 @@ static int run_epochs(kd_run_state *r, kd_error *err) {
       if (!b) break;
       int64_t step = r->step + 1;
       float lr = (float)kd_schedule_lr(&sched, step);
-      if ((rc = kd_loss_ring_drain(&ring, (int)(step % 2), err)) != 0 ||
-          (rc = enqueue_step(r, b, step, lr, &prev_upload, err)) != 0 ||
-          (rc = kd_loss_ring_enqueue(&ring, &r->trainer, step, b->n, err)) != 0) {
+      if ((rc = enqueue_step(r, b, step, lr, kd_loss_ring_slot(&ring), &prev_upload, err)) != 0 ||
+          (rc = kd_loss_ring_enqueue(&ring, step, b->n, err)) != 0) {
         kd_feed_release(&r->loader, b, &prev_upload);
         break;
       }

@@ -107,8 +107,9 @@ int kd_trainer_create(kd_trainer *t, kd_device *dev, const kd_model *m, size_t b
   }
   t->logits_grad = last_grad;
   t->conv_ws = kd_arena_reserve(&t->work, c.conv_ws_max);
-  t->loss_rows = kd_arena_reserve(&t->work, batch);
-  t->kd_rows = kd_arena_reserve(&t->work, batch);
+  size_t rows_padded = (batch + KD_ARENA_ALIGN - 1) / KD_ARENA_ALIGN * KD_ARENA_ALIGN;
+  t->loss_slot_floats = 2 * rows_padded;
+  t->loss_rows = kd_arena_reserve(&t->work, KD_LOSS_SPAN * t->loss_slot_floats);
   t->teacher_logits = kd_arena_reserve(&t->work, batch * m->num_classes);
   t->topk_k = topk_k;
   t->topk_logp = kd_arena_reserve(&t->work, batch * topk_k);
@@ -350,10 +351,13 @@ int kd_trainer_upload_teacher(kd_trainer *t, const float *logits, const int32_t 
 }
 
 int kd_trainer_loss(kd_trainer *t, size_t n, const kd_distill_config *cfg,
-                    kd_teacher_source source, kd_ref online_logits, kd_error *err) {
+                    kd_teacher_source source, kd_ref online_logits, int slot, kd_error *err) {
   const kd_model *m = t->model;
   cl_mem work = t->work.buf;
-  kd_ref ce = kd_at(work, t->loss_rows), kd = kd_at(work, t->kd_rows);
+  if (slot < 0 || slot >= KD_LOSS_SPAN)
+    return kd_fail(err, "loss slot %d outside the ring of %d", slot, KD_LOSS_SPAN);
+  size_t ce_off = t->loss_rows + (size_t)slot * t->loss_slot_floats;
+  kd_ref ce = kd_at(work, ce_off), kd = kd_at(work, ce_off + t->loss_slot_floats / 2);
   kd_ref dlogits = kd_at(t->dacts.buf, t->logits_grad), labels = kd_at(t->labels, 0);
   float scale = 1.0f / (float)n;
   if (!cfg || source == KD_SOURCE_LABELS)

@@ -14,6 +14,9 @@
 #include "nn/optim.h"
 #include "runtime/device.h"
 
+/* Steps whose per-row losses the device keeps before they are read back (train/loss_ring.h). */
+#define KD_LOSS_SPAN 8
+
 /* Where one layer's tensors live for the trainer's batch size. */
 typedef struct kd_layer_state {
   size_t act_out;   /* output activations [B, out] in acts (flatten: its input's) */
@@ -43,8 +46,9 @@ typedef struct kd_trainer {
   size_t input_grad;       /* its gradient slot (never computed) */
   size_t logits_grad;      /* where the loss writes d(loss)/d(logits) */
   size_t conv_ws;          /* conv scratch in work */
-  size_t loss_rows;        /* B floats: per-row cross-entropy of the last step */
-  size_t kd_rows;          /* B floats: per-row distillation term of the last step */
+  size_t loss_rows;        /* KD_LOSS_SPAN slots of loss_slot_floats: per-row losses */
+  size_t loss_slot_floats; /* a slot: [B] cross-entropy rows, [B] distillation rows (each
+                            * padded to the arena alignment) */
   size_t teacher_logits;   /* B * classes floats: offline dense teacher logits */
   size_t topk_k;           /* K of a top-k teacher (0: none) */
   cl_mem topk_idx;         /* int32 [B, K] */
@@ -90,9 +94,9 @@ int kd_trainer_upload_teacher(kd_trainer *t, const float *logits, const int32_t 
 /* The loss (a mean over the n rows) fused with its gradient into the logits' gradient buffer.
  * cfg NULL or source LABELS: plain cross-entropy; otherwise cfg's distillation loss against the
  * teacher: for KD_SOURCE_DENSE_ONLINE, online_logits holds the teacher's [n, classes] logits.
- * Per-row CE and distillation terms are left at t->loss_rows and t->kd_rows. */
+ * Per-row CE and distillation terms are left in loss slot `slot` (< KD_LOSS_SPAN). */
 int kd_trainer_loss(kd_trainer *t, size_t n, const kd_distill_config *cfg,
-                    kd_teacher_source source, kd_ref online_logits, kd_error *err);
+                    kd_teacher_source source, kd_ref online_logits, int slot, kd_error *err);
 
 /* The backward pass from the gradient kd_trainer_loss left, into the grads arena. seed/step as
  * in forward (dropout masks are regenerated). */
