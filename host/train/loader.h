@@ -3,9 +3,10 @@
  * epoch order and the step gathers its rows there (train/feed.h); or, on CPU devices, into
  * host memory, from where each batch is gathered with memcpy and uploaded. Random rows read
  * through HDF5 cost microseconds each, a whole step's worth of a small model's device time. A
- * larger set is streamed: a thread reads the next batch of rows from the file into host memory
- * while the device computes the current one. Every way, the steps see the same bytes. Two
- * slots; the caller releases a slot once the device has finished copying from it. */
+ * larger set is streamed: a thread reads the rows of the next window of the epoch order (an
+ * eighth of the budget) while batches are copied out of the current one. Every way, the steps see the
+ * same bytes. Two batch slots; the caller releases a slot once the device has finished copying
+ * from it. */
 #ifndef KD_LOADER_H
 #define KD_LOADER_H
 
@@ -30,30 +31,54 @@ typedef struct kd_batch {
 } kd_batch;
 
 /* The memory, in MiB, a training set's rows (inputs, labels and the teacher rows the loader
- * reads) may take to be held whole on the device; a set that is streamed gets it as the chunk
- * cache of /inputs/x when that holds at least half of it, else caches of a few chunks: a run's
- * data memory stays within it however many rows the set has. The environment variable
- * KDCL_DATA_MEMORY (MiB; 0: always stream, with small caches) replaces it. */
+ * reads) may take to be held whole; a set that does not fit is streamed through two windows
+ * of an eighth of it each, so a run's data memory stays within it however many rows the set
+ * has.
+ * The environment variable KDCL_DATA_MEMORY (MiB; 0: always stream, a batch at a time)
+ * replaces it. */
 #define KD_LOADER_RESIDENT_MIB 64
+
+/* Rows in host memory: inputs of the stored type, labels, and the teacher rows the loader
+ * reads (dense logits, or top-k classes and log-probabilities). */
+typedef struct kd_rowset {
+  unsigned char *x;
+  int32_t *y;
+  float *logits, *logp;
+  int32_t *idx;
+} kd_rowset;
+
+/* A streamed set's window: the rows of positions [first, first + count) of the epoch order,
+ * read by the thread in one call in file order (each chunk of the file is then read and
+ * decompressed once per window rather than once per row), straight into rows. */
+typedef struct kd_window {
+  kd_rowset rows;      /* the window's distinct dataset rows, in file order */
+  int64_t *file_rows;  /* [count] which dataset rows those are (sorted, distinct) */
+  int64_t *slot;       /* [count] position first + i of the order is rows' row slot[i] */
+  int64_t first, count;
+  int state; /* 0 free, 1 being read, 2 ready */
+} kd_window;
 
 typedef struct kd_loader {
   kd_dataset *ds;
-  int on_device; /* set holds the whole set: no thread, batches are positions in the order */
-  kd_device_set set;
-  int resident; /* the rows below hold the whole set: no thread, batches gathered on the spot */
-  unsigned char *all_x;
-  int32_t *all_y;
-  float *all_logits, *all_logp;
-  int32_t *all_idx;
-  int thread_started;
   size_t batch;
   int with_teacher; /* read ds's /teacher rows with every batch */
+  /* how the set is held: on the device (batches are positions in the order), in host memory
+   * (all, indexed by dataset row; batches gathered on the spot), or streamed (windows read by
+   * the thread) */
+  int on_device;
+  kd_device_set set;
+  int resident;
+  kd_rowset all;
+  kd_window win[2];
+  size_t window_rows; /* a whole number of batches */
+  int64_t fill_pos;   /* next position of the order the thread reads into a window */
+  int thread_started;
   int64_t *order; /* the loader's copy of the epoch order */
   int64_t order_len, order_cap;
-  int64_t read_pos; /* next position in order for the thread to read */
+  int64_t read_pos; /* next position of the order to hand out */
   kd_batch slots[2];
-  int state[2]; /* 0 free, 1 being filled, 2 ready, 3 handed out */
-  int next_slot;     /* the slot the consumer gets next */
+  int state[2];  /* 0 free, 3 handed out */
+  int next_slot; /* the slot the consumer gets next */
   int stop, failed;
   kd_error err;
   pthread_t thread;
@@ -63,13 +88,11 @@ typedef struct kd_loader {
 
 /* Allocates two batch slots of `batch` rows; reads the whole set, when it fits
  * KD_LOADER_RESIDENT_MIB, onto dev (unless it is a CPU; KDCL_DATA_ON_DEVICE=1/0 decides
- * instead; dev NULL: never) or into host memory; if the memory cannot be had there, or the
- * set does not fit, starts the reader thread. The
- * datasets the loader reads are reopened (ds's handles replaced) with chunk caches of a few
- * chunks (none for uncompressed ones, which HDF5 then reads row by row), and a streamed
- * /inputs/x with the budget when that holds at least half of it: a cache holding a small
- * fraction of a large set is seldom hit by shuffled epochs. With with_teacher, each batch also
- * carries the dataset's /teacher rows (dense logits or top-k). */
+ * instead; dev NULL: never) or into host memory; if the memory cannot be had there, or the set
+ * does not fit, allocates two windows and starts the reader thread. The datasets the loader
+ * reads are reopened (ds's handles replaced) with chunk caches for reads in sorted order: a
+ * few chunks (none for uncompressed ones, which HDF5 then reads row by row). With
+ * with_teacher, each batch also carries the dataset's /teacher rows (dense logits or top-k). */
 int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher, kd_device *dev,
                    kd_error *err);
 /* Starts reading order[start..len) in batches (order is copied; on the device, without
