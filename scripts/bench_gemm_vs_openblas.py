@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """kdcl's GEMM (`kdcl bench gemm`) against OpenBLAS sgemm (NumPy) on the same threads, in one run.
 
-Shapes: 512/1024/2048 squares (NN) and the dense layers of the shipped MLPs at batch 128 with the
+Shapes: 512/1024/2048 squares (NN); the dense layers of the shipped MLPs at batch 128 with the
 three transposes the layers use: NT forward (y = x w^T), NN for the input gradient (dx = dy w),
-TN for the weight gradient (dw = dy^T x). Both sides are timed alike: each sample runs calls back
+TN for the weight gradient (dw = dy^T x); and the GEMMs of models/fmnist-cnn.json at batch 128:
+its convolutions as host/nn/conv.c lowers them (im2col over chunks of images: NN forward
+Y = w col, NT weight gradient dw = D col^T, TN column gradient dcol = w^T D; the chunk size as
+its chunk_images computes it) and its dense head. Both sides are timed alike: each sample runs calls back
 to back for ~10 ms and the best and median of the samples are kept.
 
 OpenBLAS runs with its own CPU detection: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from
@@ -35,13 +38,34 @@ MLP_LAYERS = [
 ]
 
 
+# (name, in channels, out channels, output pixels) of fmnist-cnn's 3x3 convolutions (padding 1):
+# conv0 on 28x28, conv1 on 14x14, the residual stage's two on 7x7; then its dense head.
+CNN_CONVS = [("cnn.conv0", 1, 32, 784), ("cnn.conv1", 32, 64, 196), ("cnn.res", 64, 64, 49)]
+CNN_DENSE = [("cnn.fc0", 128, 3136, 128), ("cnn.fc1", 128, 128, 10)]
+CONV_CHUNK_FLOATS = 1 << 20  # KD_CONV_CHUNK_FLOATS in host/nn/conv.c
+
+
+def dense_shapes(name, b, i, o, first):
+    out = [(f"{name} fwd", b, o, i, "NT")]      # y[B,out] = x[B,in] w[out,in]^T
+    if not first:                                # the first layer needs no dx
+        out.append((f"{name} dx", b, i, o, "NN"))   # dx[B,in] = dy[B,out] w[out,in]
+    out.append((f"{name} dw", o, i, b, "TN"))       # dw[out,in] = dy[B,out]^T x[B,in]
+    return out
+
+
 def shapes(quick):
     out = [(f"square {m}", m, n, k, "NN") for m, n, k in SQUARES[: 2 if quick else 3]]
     for name, b, i, o in MLP_LAYERS:
-        out.append((f"{name} fwd", b, o, i, "NT"))      # y[B,out] = x[B,in] w[out,in]^T
-        if not name.endswith(".0"):                      # the first layer needs no dx
-            out.append((f"{name} dx", b, i, o, "NN"))   # dx[B,in] = dy[B,out] w[out,in]
-        out.append((f"{name} dw", o, i, b, "TN"))       # dw[out,in] = dy[B,out]^T x[B,in]
+        out += dense_shapes(name, b, i, o, name.endswith(".0"))
+    for name, c, o, p in CNN_CONVS:
+        k = 9 * c                                   # im2col rows: C * 3 * 3
+        n = min(CONV_CHUNK_FLOATS // (k * p), 128) * p   # a chunk of images' pixels
+        out.append((f"{name} fwd", o, n, k, "NN"))  # Y[O,N] = w[O,K] col[K,N]
+        out.append((f"{name} dw", o, k, n, "NT"))   # dw[O,K] = D[O,N] col[K,N]^T
+        if name != "cnn.conv0":                     # the first layer needs no dx
+            out.append((f"{name} dx", k, n, o, "TN"))   # dcol[K,N] = w[O,K]^T D[O,N]
+    for name, b, i, o in CNN_DENSE:
+        out += dense_shapes(name, b, i, o, False)
     return out
 
 

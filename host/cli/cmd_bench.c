@@ -21,7 +21,8 @@ static void help(void) {
       "runs enough calls back to back to last ~10 ms; prints the best and median GFLOP/s and the\n"
       "largest error of 1024 sampled outputs against a double-precision reference (absolute, and\n"
       "relative to the sum of |a*b| over k).\n"
-      "  --m M, --n N, --k K      the shape (each 1 to 65536)\n"
+      "  --m M, --n N, --k K      the shape (each 1 to 1048576; each matrix at most 2^28\n"
+      "                           elements)\n"
       "  --ta, --tb               transpose A, B (default: neither)\n"
       "  --repeat R               timed samples (default 10)\n\n"
       "step: one training step of SPEC.json at batch B on synthetic data already on the device\n"
@@ -288,7 +289,7 @@ int kd_cmd_bench(int argc, char **argv) {
       case O_M: case O_N: case O_K:
         if (!is_gemm) wrong = 1;
         else if ((rc = kd_flag_int64(cmd, c == O_M ? "--m" : c == O_N ? "--n" : "--k", optarg, 1,
-                                     65536, &iv)) == 0) {
+                                     1 << 20, &iv)) == 0) {
           if (c == O_M) g.m = (size_t)iv, have_m = 1;
           else if (c == O_N) g.n = (size_t)iv, have_n = 1;
           else g.k = (size_t)iv, have_k = 1;

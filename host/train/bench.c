@@ -76,8 +76,10 @@ int kd_bench_gemm(kd_device *dev, const kd_bench_gemm_opts *o, kd_bench_gemm_res
   memset(r, 0, sizeof *r);
   size_t M = o->m, N = o->n, K = o->k;
   if (!M || !N || !K) return kd_fail(err, "bench gemm: M, N and K must be positive");
-  if (M > SIZE_MAX / 4 / K || N > SIZE_MAX / 4 / K || M > SIZE_MAX / 4 / N)
-    return kd_fail(err, "bench gemm: M=%zu N=%zu K=%zu overflows", M, N, K);
+  const uint64_t max_elems = (uint64_t)1 << 28; /* 1 GiB of floats per matrix */
+  if ((uint64_t)M * K > max_elems || (uint64_t)K * N > max_elems || (uint64_t)M * N > max_elems)
+    return kd_fail(err, "bench gemm: M=%zu N=%zu K=%zu: a matrix of more than 2^28 elements "
+                   "(M*K, K*N and M*N must each be at most 268435456)", M, N, K);
   size_t lda = o->trans_a ? M : K, ldb = o->trans_b ? K : N, ldc = N;
   size_t rows_a = o->trans_a ? K : M, rows_b = o->trans_b ? N : K;
   size_t na = rows_a * lda, nb = rows_b * ldb, nc = M * ldc;

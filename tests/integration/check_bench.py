@@ -200,6 +200,8 @@ kdcl.fails("bench", code=2, mentions=("gemm", "step"))
 kdcl.fails("bench", "nope", code=2, mentions=("nope",))
 kdcl.fails("bench", "gemm", "--m", 4, "--n", 4, code=2, mentions=("--k",))
 kdcl.fails("bench", "gemm", "--m", 0, "--n", 4, "--k", 4, code=2, mentions=("--m",))
+kdcl.fails("bench", "gemm", "--m", 4, "--n", 1048577, "--k", 4, code=2, mentions=("--n",))
+kdcl.fails("bench", "gemm", "--m", 32768, "--n", 16384, "--k", 4, code=1, mentions=("2^28",))
 kdcl.fails("bench", "gemm", "--m", 4, "--n", 4, "--k", 4, "--model", mlp, code=2,
            mentions=("--model", "bench gemm"))
 kdcl.fails("bench", "step", code=2, mentions=("--model",))
