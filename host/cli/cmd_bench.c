@@ -27,10 +27,12 @@ static void help(void) {
       "  --repeat R               timed samples (default 10)\n\n"
       "step: one training step of SPEC.json at batch B on synthetic data already on the device\n"
       "(random inputs, labels and teacher logits; no files): forward, loss, backward, one\n"
-      "optimizer launch and the asynchronous loss read-back, as 'kdcl train' enqueues them.\n"
-      "Prints samples/s, ms per step (median of R chunks, queue drained after each), kernel\n"
-      "launches per step, then from a second, profiled run each kernel's device ms and share, the\n"
-      "built-in GEMM kernels' sum against the step time, device bytes per arena and peak RSS.\n"
+      "optimizer launch and, every 8 steps, the asynchronous read-back of their losses, as 'kdcl\n"
+      "train' enqueues them. Prints samples/s, ms per step (median of R chunks, queue drained\n"
+      "after each), kernel launches per step; step / GEMM: the step's built-in GEMM launches,\n"
+      "recorded from one step, replayed alone in every round and timed the same way (the median\n"
+      "of the rounds' ratios); then from a second, profiled run each kernel's device ms and\n"
+      "share, device bytes per arena and peak RSS.\n"
       "  --model SPEC.json        model spec (see models/)\n"
       "  --batch B                rows per step (default 128)\n"
       "  --loss L                 ce (labels only, default) or a distillation loss against dense\n"
@@ -43,29 +45,32 @@ static void help(void) {
       "  --rounds R               timed chunks of S/R steps (default 5)\n"
       "  --upload                 copy the batch from host memory every step, as training does\n"
       "                           (default off)\n"
-      "  --data FILE.h5           (default: none) also feed the step from this dataset (a kdcl dataset whose rows\n"
-      "                           fit the model; with a /teacher unless --loss ce) through the\n"
-      "                           training loader (held in memory up to KDCL_DATA_MEMORY MiB,\n"
-      "                           default 64, else streamed by its prefetch thread), shuffled\n"
-      "                           epochs and non-blocking uploads, exactly as 'kdcl train|distill'\n"
-      "                           read it. Each of R rounds times S/R steps of each feed in\n"
-      "                           turn: the file's first batch kept on the device, that batch\n"
-      "                           copied from host memory every step, and the file. Prints each\n"
-      "                           feed's ms per step (median over the rounds) and file /\n"
-      "                           on-device (median of the rounds' ratios)\n\n"
+      "  --data FILE.h5           also feed the step from this dataset (a kdcl dataset whose\n"
+      "                           rows fit the model; with a /teacher unless --loss ce) through\n"
+      "                           the training loader exactly as 'kdcl train|distill' read it:\n"
+      "                           held on the device or in host memory up to KDCL_DATA_MEMORY\n"
+      "                           MiB (default 64; KDCL_DATA_ON_DEVICE=1|0 chooses), else\n"
+      "                           streamed through windows by its prefetch thread; shuffled\n"
+      "                           epochs. Each of R rounds times S/R steps of each feed in turn:\n"
+      "                           the file's first batch kept on the device, that batch copied\n"
+      "                           from host memory every step, and the file. Prints each feed's\n"
+      "                           ms per step (median over the rounds) and file / on-device\n"
+      "                           (median of the rounds' ratios) (default: none)\n\n"
       "both:\n"
       "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"
       "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
       "  --gemm auto|clblast|builtin  GEMM back end (default auto: each shape on the faster one,\n"
       "                           measured once per device and cached; builtin with\n"
       "                           --kernels-binary)\n"
+      "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
+      "                           (default: build from source, cached per device)\n"
       "  --json                   print exactly one JSON object on stdout (default: text)\n"
       "  --help                   this text\n");
 }
 
 enum {
   O_M = 256, O_N, O_K, O_TA, O_TB, O_REPEAT, O_MODEL, O_BATCH, O_LOSS, O_TEMP, O_ALPHA, O_OPT,
-  O_LR, O_STEPS, O_WARMUP, O_UPLOAD, O_DEVICE, O_GEMM, O_JSON, O_HELP, O_ROUNDS, O_DATA
+  O_LR, O_STEPS, O_WARMUP, O_UPLOAD, O_DEVICE, O_GEMM, O_JSON, O_HELP, O_ROUNDS, O_DATA, O_KBIN
 };
 
 static void print_json(cJSON *root) {
@@ -75,11 +80,11 @@ static void print_json(cJSON *root) {
   cJSON_Delete(root);
 }
 
-static int run_gemm(const char *device, int gemm_set, kd_gemm_backend gemm,
-                    const kd_bench_gemm_opts *o, int json) {
+static int run_gemm(const char *device, const char *kernels_binary, int gemm_set,
+                    kd_gemm_backend gemm, const kd_bench_gemm_opts *o, int json) {
   kd_error err = {{0}};
   kd_device dev;
-  if (kd_device_open(&dev, device, NULL, 0, &err)) return kd_cli_error(&err);
+  if (kd_device_open(&dev, device, kernels_binary, 0, &err)) return kd_cli_error(&err);
   if (gemm_set) {
     dev.gemm_backend = gemm;
     if (gemm == KD_GEMM_CLBLAST && !kd_gemm_clblast_usable(&dev, &err)) {
@@ -255,7 +260,7 @@ int kd_cmd_bench(int argc, char **argv) {
       {"device", required_argument, 0, O_DEVICE}, {"gemm", required_argument, 0, O_GEMM},
       {"json", no_argument, 0, O_JSON},           {"help", no_argument, 0, O_HELP},
       {"rounds", required_argument, 0, O_ROUNDS}, {"data", required_argument, 0, O_DATA},
-      {0, 0, 0, 0}};
+      {"kernels-binary", required_argument, 0, O_KBIN}, {0, 0, 0, 0}};
   const char *cmd = "bench";
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) return help(), KD_EXIT_OK;
   if (argc < 2) return kd_cli_usage_error(cmd, "expected 'gemm' or 'step'");
@@ -339,6 +344,7 @@ int kd_cmd_bench(int argc, char **argv) {
         }
         break;
       case O_DEVICE: s.device = optarg; break;
+      case O_KBIN: s.kernels_binary = optarg; break;
       case O_GEMM:
         if (kd_gemm_backend_parse(optarg, &s.gemm))
           return kd_cli_usage_error(cmd, "--gemm expects auto, clblast or builtin, got '%s'", optarg);
@@ -356,7 +362,7 @@ int kd_cmd_bench(int argc, char **argv) {
   if (is_gemm) {
     if (!have_m || !have_n || !have_k)
       return kd_cli_usage_error(cmd, "bench gemm needs --m, --n and --k");
-    return run_gemm(s.device, s.gemm_set, s.gemm, &g, json);
+    return run_gemm(s.device, s.kernels_binary, s.gemm_set, s.gemm, &g, json);
   }
   if (!s.model_path) return kd_cli_usage_error(cmd, "bench step needs --model SPEC.json");
   if (s.data_path && s.upload)

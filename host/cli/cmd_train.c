@@ -106,7 +106,14 @@ static void help(int distill) {
       "  --lr-step-epochs N       step schedule: multiply by --lr-gamma every N epochs\n"
       "                           (default: a third of --epochs, rounded up)\n"
       "  --lr-gamma G             step schedule factor (default 0.1)\n"
-      "  --help                   this text\n");
+      "  --help                   this text\n"
+      "environment (unset or empty: the default):\n"
+      "  KDCL_DATA_MEMORY=MiB     a training set up to this size is read once and held (default\n"
+      "                           64); a larger one is streamed through two windows of an eighth\n"
+      "                           of it each; 0: stream a batch at a time\n"
+      "  KDCL_DATA_ON_DEVICE=1|0  hold it on the device (default on GPUs and accelerators) or in\n"
+      "                           host memory (default on CPU devices)\n"
+      "  KDCL_DEVICE=SEL          the default of --device\n");
 }
 
 enum {

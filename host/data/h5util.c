@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "runtime/env.h"
+
 void kd_h5_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 /* ---- File locking ---- */
@@ -301,23 +303,24 @@ static void walk_object(hid_t o, walk_state *w, int depth) {
   free(names);
 }
 
-/* The time limit of the check, KDCL_H5_CHECK_SECONDS or 30; -1 when the variable is set to
- * something else than whole seconds in [1, 99999]. */
-static int check_seconds(void) {
-  const char *env = getenv("KDCL_H5_CHECK_SECONDS");
-  if (!env || !*env) return 30;
-  char *end;
-  long v = strtol(env, &end, 10);
-  return *end == '\0' && v > 0 && v < 100000 ? (int)v : -1;
+/* The time limit of the check: KDCL_H5_CHECK_SECONDS (whole seconds, 1 to 99999) or 30. */
+static int check_seconds(int *seconds, kd_error *err) {
+  const char *meaning = "seconds a file's check in a child process may take, at least 1";
+  uint64_t v = 30;
+  int set;
+  if (kd_env_uint("KDCL_H5_CHECK_SECONDS", 99999, meaning, &v, &set, err)) return -1;
+  if (v == 0)
+    return kd_fail(err, "KDCL_H5_CHECK_SECONDS=%s: expected a whole number from 1 to 99999 (%s)",
+                   getenv("KDCL_H5_CHECK_SECONDS"), meaning);
+  *seconds = (int)v;
+  return 0;
 }
 
 /* 0 when libhdf5 read the whole file in a child without dying or hanging; else -1 and the
  * message. */
 static int check_in_child(const char *path, kd_error *err) {
-  int seconds = check_seconds();
-  if (seconds < 0)
-    return kd_fail(err, "KDCL_H5_CHECK_SECONDS is '%s' but whole seconds in [1, 99999] are "
-                   "needed", getenv("KDCL_H5_CHECK_SECONDS"));
+  int seconds = 30;
+  if (check_seconds(&seconds, err)) return -1;
   pid_t pid = fork();
   if (pid < 0) return 0; /* no process to spare: open it directly, as before */
   if (pid == 0) {

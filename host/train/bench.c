@@ -254,7 +254,7 @@ static int upload_batch(step_bench *b, kd_error *err) {
  * initial weights on it. */
 static int step_bench_open(step_bench *b, int profiling, kd_error *err) {
   const kd_bench_step_opts *o = b->o;
-  if (kd_device_open(&b->dev, o->device, NULL, profiling, err)) return -1;
+  if (kd_device_open(&b->dev, o->device, o->kernels_binary, profiling, err)) return -1;
   b->dev_open = 1;
   if (o->gemm_set) {
     b->dev.gemm_backend = o->gemm;

@@ -36,6 +36,7 @@ int kd_bench_gemm(kd_device *dev, const kd_bench_gemm_opts *o, kd_bench_gemm_res
 typedef struct kd_bench_step_opts {
   const char *model_path;
   const char *device; /* selector, NULL: default */
+  const char *kernels_binary; /* program binary to run from (--kernels-binary), NULL: source */
   int gemm_set;
   kd_gemm_backend gemm;
   size_t batch;

@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/h5util.h"
+#include "runtime/env.h"
 
 /* Bytes per row of the stored inputs, and columns of the teacher rows the loader reads (0:
  * none). */
@@ -138,18 +140,12 @@ static int reopen_with_cache(kd_dataset *ds, const char *name, hid_t *d, kd_erro
 
 /* The memory budget for a whole set, in bytes: KDCL_DATA_MEMORY MiB, or the default. */
 static int resident_budget(uint64_t *bytes, kd_error *err) {
-  const char *env = getenv("KDCL_DATA_MEMORY");
   uint64_t mib = KD_LOADER_RESIDENT_MIB;
-  if (env && *env) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(env, &end, 10);
-    if (errno || *end || env[0] == '-' || v > ((uint64_t)1 << 40))
-      return kd_fail(err, "KDCL_DATA_MEMORY=%s: expected the MiB a training set may take in "
-                     "memory, 0 to %llu (0: always stream it from the file)", env,
-                     (unsigned long long)1 << 40);
-    mib = v;
-  }
+  int set;
+  if (kd_env_uint("KDCL_DATA_MEMORY", (uint64_t)1 << 40,
+                  "the MiB a training set may take in memory; 0: always stream it", &mib, &set,
+                  err))
+    return -1;
   *bytes = mib << 20;
   return 0;
 }
@@ -165,13 +161,40 @@ static int fits_budget(const kd_loader *l, uint64_t budget) {
  * is host memory and PoCL's gather kernel costs more than the upload and normalisation it
  * replaces (README, Performance). KDCL_DATA_ON_DEVICE=1 or 0 decides instead. */
 static int hold_on_device(const kd_device *dev, int *on_device, kd_error *err) {
-  const char *env = getenv("KDCL_DATA_ON_DEVICE");
-  *on_device = dev && !(dev->info.type & CL_DEVICE_TYPE_CPU);
-  if (!env || !*env) return 0;
-  if (strcmp(env, "0") && strcmp(env, "1"))
-    return kd_fail(err, "KDCL_DATA_ON_DEVICE=%s: expected 1 (hold a training set that fits "
-                   "KDCL_DATA_MEMORY on the device) or 0 (in host memory)", env);
-  *on_device = dev && env[0] == '1';
+  uint64_t v = 0;
+  int set;
+  if (kd_env_uint("KDCL_DATA_ON_DEVICE", 1,
+                  "1: hold a training set that fits KDCL_DATA_MEMORY on the device, 0: in host "
+                  "memory", &v, &set, err))
+    return -1;
+  *on_device = dev && (set ? v == 1 : !(dev->info.type & CL_DEVICE_TYPE_CPU));
+  return 0;
+}
+
+/* The identity of ds's file now: inode, size and modification time (ns); -1 when it cannot be
+ * stat'ed. */
+static int file_identity(const kd_dataset *ds, uint64_t *ino, int64_t *size, int64_t *mtime_ns) {
+  struct stat st;
+  if (stat(ds->path, &st) != 0) return -1;
+  *ino = (uint64_t)st.st_ino;
+  *size = (int64_t)st.st_size;
+  *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  return 0;
+}
+
+/* Fails when the streamed file is no longer the file opened: replaced, cut short, grown or
+ * written to. */
+static int check_file_unchanged(const kd_loader *l, kd_error *err) {
+  uint64_t ino;
+  int64_t size, mtime_ns;
+  if (file_identity(l->ds, &ino, &size, &mtime_ns))
+    return kd_fail(err, "%s: the training set is gone while it is being read (%s)", l->ds->path,
+                   strerror(errno));
+  if (ino != l->file_ino || size != l->file_size || mtime_ns != l->file_mtime_ns)
+    return kd_fail(err, "%s changed while training read it (size %lld -> %lld bytes%s); a "
+                   "streamed training set must stay as it was for the whole run",
+                   l->ds->path, (long long)l->file_size, (long long)size,
+                   ino != l->file_ino ? ", replaced by another file" : "");
   return 0;
 }
 
@@ -197,7 +220,10 @@ static int read_window(kd_loader *l, kd_window *w, const int64_t *order, row_at 
     if (i == 0 || pairs[i].row != pairs[i - 1].row) w->file_rows[distinct++] = pairs[i].row;
     w->slot[pairs[i].pos] = (int64_t)distinct - 1;
   }
-  return rowset_read(l, &w->rows, w->file_rows, distinct, err);
+  /* before and after: a file cut short during the read gives zeros, not an error */
+  if (check_file_unchanged(l, err) || rowset_read(l, &w->rows, w->file_rows, distinct, err))
+    return -1;
+  return check_file_unchanged(l, err);
 }
 
 /* The reader thread of a streamed set: fills a free window with the rows of the next
@@ -348,8 +374,13 @@ int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher,
     l->on_device = on_device && got == 1;
     l->resident = !on_device && got == 1;
   }
-  if (rc == 0 && !l->on_device && !l->resident && alloc_windows(l, budget, err)) rc = -1;
+  if (rc == 0 && !l->on_device && !l->resident &&
+      (alloc_windows(l, budget, err) ||
+       (file_identity(ds, &l->file_ino, &l->file_size, &l->file_mtime_ns) &&
+        kd_fail(err, "%s: cannot stat the training set (%s)", ds->path, strerror(errno)))))
+    rc = -1;
   if (rc < 0) {
+    free_windows(l);
     free_slots(l);
     return -1;
   }

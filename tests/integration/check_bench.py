@@ -84,6 +84,19 @@ p = kdcl.run("bench", "step", "--model", spec, "--batch", 9, "--loss", "tvd", "-
 assert "samples/s" in p.stdout and "device memory" in p.stdout and "peak host RSS" in p.stdout, p.stdout
 print("bench step: gelu/dropout/tanh/sigmoid spec, sgd, --upload")
 
+# From a kernel binary (the FPGA flow): the built-in GEMM, the same fields
+kbin = kdcl.path("kernels.bin")
+kdcl.run("compile-kernels", "--out", kbin)
+r = one_json("bench", "gemm", "--m", 33, "--n", 17, "--k", 9, "--repeat", 2, "--kernels-binary",
+             kbin, "--json")
+assert r["gemm"] == "builtin" and r["max_rel_err"] < 1e-5, r
+r = one_json("bench", "step", "--model", mlp, "--steps", 4, "--warmup", 1, "--kernels-binary",
+             kbin, "--json")
+assert r["gemm"] == "builtin" and r["gemm_launches_per_step"] == 5, r
+kdcl.fails("bench", "gemm", "--m", 4, "--n", 4, "--k", 4, "--kernels-binary",
+           kdcl.path("no-such.bin"), code=1, mentions=("no-such.bin",))
+print("bench gemm and step from --kernels-binary")
+
 # --data: the step fed from a file through the training loader. A small compressed, chunked
 # dataset with dense teacher logits; the loader holds it in memory, or streams it with
 # KDCL_DATA_MEMORY=0. Only the fields are checked here (timings are not asserted).
@@ -225,10 +238,42 @@ with h5py.File(data, "r") as src, h5py.File(no_teacher, "w") as dst:
 kdcl.fails("bench", "step", "--model", mlp, "--data", no_teacher, "--loss", "kd", code=1,
            mentions=("no-teacher.h5", "/teacher"))
 kdcl.fails("bench", "step", "--model", spec, "--data", data, code=1, mentions=("data.h5", "mixed"))
-for var, value in (("KDCL_DATA_MEMORY", "lots"), ("KDCL_DATA_ON_DEVICE", "yes"),
-                   ("KDCL_DATA_ON_DEVICE", "2")):
+for var, value in (("KDCL_DATA_MEMORY", "lots"), ("KDCL_DATA_MEMORY", " 1"),
+                   ("KDCL_DATA_MEMORY", "+1"), ("KDCL_DATA_MEMORY", "1 "), ("KDCL_DATA_MEMORY", "-0"),
+                   ("KDCL_DATA_MEMORY", "0x10"), ("KDCL_DATA_MEMORY", "1099511627777"),
+                   ("KDCL_DATA_ON_DEVICE", "yes"), ("KDCL_DATA_ON_DEVICE", "2"),
+                   ("KDCL_DATA_ON_DEVICE", " 1"), ("KDCL_DATA_ON_DEVICE", "10")):
     with_env({var: value}, lambda: kdcl.fails(
         "distill", "--model", mlp, "--data", data, "--out", kdcl.path("never.h5"), code=1,
         mentions=(f"{var}={value}",)))
 assert not os.path.exists(kdcl.path("never.h5"))
+# the same strict digits are accepted (leading zeros are decimal), and empty means unset
+for var, value in (("KDCL_DATA_MEMORY", "010"), ("KDCL_DATA_ON_DEVICE", "01"),
+                   ("KDCL_DATA_MEMORY", "")):
+    with_env({var: value}, lambda: kdcl.run("train", "--model", mlp, "--data", data, "--out",
+                                            kdcl.path("env-ok.h5"), "--epochs", 1, "--quiet"))
+
+# A streamed set cut short while a run reads it: libhdf5 would read the lost part as zeros,
+# so the loader stops the run with one error line instead of training on them.
+import shutil
+import subprocess
+import time
+victim, log = kdcl.path("victim.h5"), kdcl.path("victim.jsonl")
+shutil.copy(data, victim)
+env = dict(os.environ, KDCL_DATA_MEMORY="0")
+p = subprocess.Popen([kdcl.binary, "train", "--model", mlp, "--data", victim, "--out",
+                      kdcl.path("victim-out.h5"), "--epochs", "100000", "--batch", "64", "--log", log,
+                      "--log-every", "1", "--quiet"], env=env, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 60
+while not (os.path.exists(log) and os.path.getsize(log) > 0) and time.time() < deadline:
+    time.sleep(0.05)
+os.truncate(victim, os.path.getsize(victim) // 2)
+try:
+    _, stderr = p.communicate(timeout=120)
+except subprocess.TimeoutExpired:
+    p.kill()
+    raise
+lines = stderr.strip().splitlines()
+assert p.returncode == 1 and len(lines) == 1 and "changed while training" in lines[0], stderr
+print("a streamed set cut short mid-run: one error line, exit 1")
 print("bench: bad flags refused with one error line")

@@ -1,0 +1,27 @@
+/* Strict parsing of numeric environment variables (runtime/env.h). */
+#include "runtime/env.h"
+
+#include <stdlib.h>
+
+int kd_env_uint(const char *name, uint64_t max, const char *meaning, uint64_t *out, int *set,
+                kd_error *err) {
+  const char *v = getenv(name);
+  *set = 0;
+  if (!v || !*v) return 0;
+  uint64_t x = 0;
+  int ok = 1;
+  for (const char *p = v; *p && ok; p++) {
+    ok = *p >= '0' && *p <= '9';
+    if (ok) {
+      unsigned d = (unsigned)(*p - '0');
+      ok = d <= max && x <= (max - d) / 10; /* x * 10 + d <= max */
+      x = x * 10 + d;
+    }
+  }
+  if (!ok)
+    return kd_fail(err, "%s=%s: expected a whole number from 0 to %llu (%s)", name, v,
+                   (unsigned long long)max, meaning);
+  *out = x;
+  *set = 1;
+  return 0;
+}
