@@ -106,8 +106,11 @@ static void gather(const kd_loader *l, const kd_rowset *src, const int64_t *at, 
  * chunks, at least 1 MiB, when its chunks are filtered (a chunk is decompressed whole, and the
  * rows of one read come sorted, so neighbours share it); none when they are not (HDF5 then
  * reads only the selected rows). The cache a dataset has is shared by every handle of it, so
- * the old handle is closed first. A contiguous dataset keeps its handle. */
-static int reopen_with_cache(kd_dataset *ds, const char *name, hid_t *d, kd_error *err) {
+ * the old handle is closed first. A contiguous dataset keeps its handle. *filtered_out (may be
+ * NULL) says whether its chunks are filtered (compressed). */
+static int reopen_with_cache(kd_dataset *ds, const char *name, hid_t *d, int *filtered_out,
+                             kd_error *err) {
+  if (filtered_out) *filtered_out = 0;
   if (*d < 0) return 0;
   hid_t dcpl = H5Dget_create_plist(*d);
   hid_t type = H5Dget_type(*d);
@@ -122,6 +125,7 @@ static int reopen_with_cache(kd_dataset *ds, const char *name, hid_t *d, kd_erro
   }
   if (type >= 0) H5Tclose(type);
   if (dcpl >= 0) H5Pclose(dcpl);
+  if (filtered_out) *filtered_out = filtered;
   if (!chunked) return 0;
   const size_t max_bytes = (size_t)512 << 20;
   size_t nbytes = 0;
@@ -352,11 +356,11 @@ int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher,
   uint64_t budget = 0;
   int rc = 0, on_device = 0;
   if (resident_budget(&budget, err) || hold_on_device(dev, &on_device, err) ||
-      reopen_with_cache(ds, "/inputs/x", &ds->x, err) ||
-      reopen_with_cache(ds, "/labels/y", &ds->y, err) ||
-      (dense && reopen_with_cache(ds, "/teacher/logits", &ds->t_logits, err)) ||
-      (topk(l) && (reopen_with_cache(ds, "/teacher/topk_idx", &ds->t_idx, err) ||
-                   reopen_with_cache(ds, "/teacher/topk_logp", &ds->t_logp, err))))
+      reopen_with_cache(ds, "/inputs/x", &ds->x, &l->x_filtered, err) ||
+      reopen_with_cache(ds, "/labels/y", &ds->y, NULL, err) ||
+      (dense && reopen_with_cache(ds, "/teacher/logits", &ds->t_logits, NULL, err)) ||
+      (topk(l) && (reopen_with_cache(ds, "/teacher/topk_idx", &ds->t_idx, NULL, err) ||
+                   reopen_with_cache(ds, "/teacher/topk_logp", &ds->t_logp, NULL, err))))
     rc = -1;
   if (rc == 0 && fits_budget(l, budget)) {
     int got;

@@ -62,6 +62,7 @@ typedef struct kd_loader {
   kd_dataset *ds;
   size_t batch;
   int with_teacher; /* read ds's /teacher rows with every batch */
+  int x_filtered;   /* /inputs/x is stored compressed (filtered chunks) */
   /* how the set is held: on the device (batches are positions in the order), in host memory
    * (all, indexed by dataset row; batches gathered on the spot), or streamed (windows read by
    * the thread) */

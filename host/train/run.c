@@ -520,6 +520,15 @@ int kd_train_run(const kd_train_options *given, kd_error *err) {
             kd_model_count_params(&r.model), (long long)r.train.num_rows,
             o->data_path, r.dev.info.name, kd_gemm_backend_name(r.dev.gemm_backend),
             have_ck ? ", resumed" : "");
+  const kd_loader *ld = &r.loader;
+  if (!o->quiet && !ld->on_device && !ld->resident && ld->x_filtered)
+    fprintf(stderr, "kdcl: note: %s is streamed (larger than KDCL_DATA_MEMORY) and its /inputs/x "
+                    "is compressed: each of an epoch's %lld windows decompresses most of it; an "
+                    "uncompressed copy (h5repack -f /inputs/x:NONE) or a larger KDCL_DATA_MEMORY "
+                    "reads it faster\n",
+            o->data_path,
+            (long long)((r.train.num_rows + (int64_t)ld->window_rows - 1) /
+                        (int64_t)ld->window_rows));
   if (have_ck && r.epoch >= o->epochs && !o->quiet)
     fprintf(stderr, "kdcl: note: --resume %s is already at epoch %lld of --epochs %lld: nothing "
                     "to train\n", o->resume_path, (long long)r.epoch, (long long)o->epochs);

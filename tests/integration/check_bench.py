@@ -253,6 +253,14 @@ for var, value in (("KDCL_DATA_MEMORY", "010"), ("KDCL_DATA_ON_DEVICE", "01"),
     with_env({var: value}, lambda: kdcl.run("train", "--model", mlp, "--data", data, "--out",
                                             kdcl.path("env-ok.h5"), "--epochs", 1, "--quiet"))
 
+# A compressed set streamed: a note says what it costs and what reads it faster
+p = with_env({"KDCL_DATA_MEMORY": "0"}, lambda: kdcl.run(
+    "train", "--model", mlp, "--data", data, "--out", kdcl.path("note.h5"), "--epochs", 1,
+    "--batch", 64))
+assert "is streamed" in p.stderr and "16 windows" in p.stderr and "h5repack" in p.stderr, p.stderr
+p = kdcl.run("train", "--model", mlp, "--data", data, "--out", kdcl.path("note.h5"), "--epochs", 1)
+assert "is streamed" not in p.stderr, p.stderr
+
 # A streamed set cut short while a run reads it: libhdf5 would read the lost part as zeros,
 # so the loader stops the run with one error line instead of training on them.
 import shutil
