@@ -135,7 +135,11 @@ def args_long(out, resume=False):
     return [*a, "--model", P("student.json"), "--batch", B, "--seed", 7, "--lr", 0.003]
 
 
+t0 = time.monotonic()
 k.run(*args_long(P("ref-long.h5")))
+# the signal comes within the first half of the second epoch, timed from this run's epochs
+# (a fixed delay missed whole epochs once steps got faster)
+t_epoch_long = (time.monotonic() - t0) / EPOCHS_LONG
 ref_long = state(P("ref-long.h5"))
 
 
@@ -149,7 +153,7 @@ def interrupt(sig, code, name):
         deadline = time.monotonic() + 120
         while not os.path.exists(out) and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)  # the first epoch's checkpoint: the run is training
-        time.sleep(rng.uniform(0, 0.2))
+        time.sleep(rng.uniform(0, 0.5 * t_epoch_long))
         p.send_signal(sig)
         _, err = p.communicate()
         if p.returncode == 0:
