@@ -23,15 +23,20 @@ int kd_run_dir_path(char *buf, size_t cap, const char *dir, const char *name, kd
   return 0;
 }
 
-/* mkdir -p: the run directory's parents are made too (runs/kd-t2 makes runs/). */
-static int make_dir(const char *path, kd_error *err) {
+/* mkdir -p: the run directory's parents are made too (runs/kd-t2 makes runs/); *made_parents
+ * (may be NULL) counts the parents this call created, the innermost ones. */
+static int make_dir(const char *path, int *made_parents, kd_error *err) {
   char parent[4200];
   snprintf(parent, sizeof parent, "%s", path);
+  if (made_parents) *made_parents = 0;
   for (char *p = parent + 1; *p; p++) {
-    if (*p != '/') continue;
+    if (*p != '/' || p[-1] == '/' || p[1] == '\0') continue;
     *p = '\0';
-    if (mkdir(parent, 0777) != 0 && errno != EEXIST)
+    if (mkdir(parent, 0777) == 0) {
+      if (made_parents) (*made_parents)++;
+    } else if (errno != EEXIST) {
       return kd_fail(err, "--run-dir: cannot create %s: %s", parent, strerror(errno));
+    }
     *p = '/';
   }
   if (mkdir(path, 0777) == 0 || errno == EEXIST) {
@@ -119,17 +124,30 @@ int kd_run_dir_open(const char *dir, const char *resume_path, int force, int *fr
     if (checkpoints_hold_other_files(ckdir))
       return kd_fail(err, "--run-dir %s: %s holds files kdcl did not write", dir, ckdir);
   }
-  if (make_dir(dir, err)) return -1;
+  int made_parents = 0;
+  if (make_dir(dir, &made_parents, err)) return -1;
+  *created |= made_parents << 2;
   if (stat(ckdir, &st) != 0) *created |= 2;
-  return make_dir(ckdir, err);
+  return make_dir(ckdir, NULL, err);
 }
 
 void kd_run_dir_remove_if_empty(const char *dir, int created) {
-  char ckdir[4200];
+  char path[4200];
   kd_error ignored;
-  if ((created & 2) && kd_run_dir_path(ckdir, sizeof ckdir, dir, "checkpoints", &ignored) == 0)
-    rmdir(ckdir); /* fails, as it should, once anything is in it */
-  if (created & 1) rmdir(dir);
+  if ((created & 2) && kd_run_dir_path(path, sizeof path, dir, "checkpoints", &ignored) == 0)
+    rmdir(path); /* fails, as it should, once anything is in it */
+  if (!(created & 1)) return;
+  rmdir(dir);
+  /* then the parents made for it, innermost first, while they are empty */
+  snprintf(path, sizeof path, "%s", dir);
+  for (int up = created >> 2; up > 0; up--) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') path[--n] = '\0';
+    char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return;
+    *slash = '\0';
+    if (rmdir(path) != 0) return;
+  }
 }
 
 /* Parses "epoch-NNNN.h5"; returns the epoch or -1. */

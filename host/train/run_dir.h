@@ -29,13 +29,15 @@ int kd_run_dir_path(char *buf, size_t cap, const char *dir, const char *name, kd
  *   file; *fresh = 0) or with force (*fresh = 1);
  *   DIR holding files other than a run's: never (it is not a run directory).
  * *fresh says the files of an earlier run must go (kd_run_dir_clear, once the new run has
- * passed its checks). *created records the directories made here, for
- * kd_run_dir_remove_if_empty. Nothing is removed here. */
+ * passed its checks). *created records the directories made here (bit 0: DIR, bit 1: its
+ * checkpoints/, the bits from 2: how many of its parents), for kd_run_dir_remove_if_empty.
+ * Nothing is removed here. */
 int kd_run_dir_open(const char *dir, const char *resume_path, int force, int *fresh,
                     int *created, kd_error *err);
 
 /* After a run that failed before writing anything: removes the directories kd_run_dir_open
- * made, if they are still empty. */
+ * made (the run directory, its checkpoints/ and the parents made for it), if they are still
+ * empty. */
 void kd_run_dir_remove_if_empty(const char *dir, int created);
 
 /* Removes the files an earlier run left in DIR (the ones listed above, nothing else): for a

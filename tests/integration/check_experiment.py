@@ -233,6 +233,10 @@ assert open(P("mine/eval.json")).read() == "my own" and sorted(os.listdir(P("min
 k.fails("distill", "--config", recipe, "--val", P("mine"), "--run-dir", P("runs/new/deep"),
         mentions=["mine"])
 assert not os.path.exists(P("runs/new/deep"))
+# ... nor the parents made for it (runs/ itself holds runs already and stays)
+k.fails("distill", "--config", recipe, "--val", P("mine"), "--run-dir",
+        P("runs/made/for/it/"), mentions=["mine"])
+assert not os.path.exists(P("runs/made")) and os.path.isdir(P("runs"))
 k.fails("distill", "--resume", P("runs/none"), code=2, mentions=["runs/none", "no such"])
 # run-management keys and aliases given twice are refused in recipes
 for change, mentions in (({"force": True}, ["'force'", "command line"]),
