@@ -18,6 +18,16 @@ int kd_cli_usage_error(const char *command, const char *fmt, ...)
  * R.json" while parsing the options a recipe supplied). */
 void kd_cli_set_context(const char *context);
 
+/* The --help lines of the device options that every command running kernels takes. */
+#define KD_CLI_HELP_DEVICE_OPTIONS                                                             \
+  "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"   \
+  "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"                 \
+  "  --gemm auto|clblast|builtin  GEMM back end (default auto: each shape on the faster one,\n" \
+  "                           measured once per device and cached; builtin with\n"            \
+  "                           --kernels-binary)\n"                                            \
+  "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"  \
+  "                           (default: build from source, cached per device)\n"
+
 int kd_cmd_train(int argc, char **argv);
 int kd_cmd_distill(int argc, char **argv);
 int kd_cmd_label(int argc, char **argv);

@@ -57,13 +57,7 @@ static void help(void) {
       "                           ms per step (median over the rounds) and file / on-device\n"
       "                           (median of the rounds' ratios) (default: none)\n\n"
       "both:\n"
-      "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"
-      "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
-      "  --gemm auto|clblast|builtin  GEMM back end (default auto: each shape on the faster one,\n"
-      "                           measured once per device and cached; builtin with\n"
-      "                           --kernels-binary)\n"
-      "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
-      "                           (default: build from source, cached per device)\n"
+      KD_CLI_HELP_DEVICE_OPTIONS
       "  --json                   print exactly one JSON object on stdout (default: text)\n"
       "  --help                   this text\n");
 }

@@ -30,13 +30,7 @@ static void help(void) {
          "  --teacher-id ID          recorded as /teacher attr teacher_id (default: the\n"
          "                           teacher's model name and checkpoint path)\n"
          "  --batch B                rows per forward pass (default 256)\n"
-         "  --device SEL             index, cpu|gpu|accelerator, or name substring (default: env\n"
-         "                           KDCL_DEVICE, else device 0 of 'kdcl devices')\n"
-         "  --gemm auto|clblast|builtin  GEMM back end (default auto: each shape on the faster one,\n"
-      "                           measured once per device and cached; builtin with\n"
-      "                           --kernels-binary)\n"
-         "  --kernels-binary FILE    run kernels from a binary written by 'kdcl compile-kernels'\n"
-         "                           (default: build from source, cached per device)\n"
+         KD_CLI_HELP_DEVICE_OPTIONS
          "  --no-file-locking        no HDF5 file locks (NFS; default: locking on)\n"
          "  --help                   this text\n");
 }
