@@ -436,7 +436,7 @@ static int gemm_pick(kd_device *dev, int ta, int tb, size_t M, size_t N, size_t 
   int lock = -1;
   if (s->choice_path[0]) {
     char dir[4096], lock_path[4300];
-    kd_gemm_cache_dir(dir, sizeof dir);
+    kd_cache_dir(dir, sizeof dir);
     for (char *p = dir + 1; *p; p++) /* mkdir -p */
       if (*p == '/') *p = '\0', mkdir(dir, 0755), *p = '/';
     mkdir(dir, 0755);

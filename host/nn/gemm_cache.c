@@ -23,24 +23,9 @@ uint64_t kd_gemm_device_key(const kd_device_info *info) {
   return kd_fnv1a64(h, info->driver_version, strlen(info->driver_version) + 1);
 }
 
-/* The same rule as the kernel binary cache (runtime/program.c). */
-void kd_gemm_cache_dir(char *buf, size_t len) {
-  const char *dir = getenv("KDCL_CACHE_DIR");
-  const char *xdg = getenv("XDG_CACHE_HOME");
-  const char *home = getenv("HOME");
-  if (dir && *dir)
-    snprintf(buf, len, "%s", dir);
-  else if (xdg && *xdg)
-    snprintf(buf, len, "%s/kdcl", xdg);
-  else if (home && *home)
-    snprintf(buf, len, "%s/.cache/kdcl", home);
-  else if (len)
-    buf[0] = '\0';
-}
-
 int kd_gemm_cache_path(char *buf, size_t len, const char *prefix, uint64_t key) {
   char dir[4096];
-  kd_gemm_cache_dir(dir, sizeof dir);
+  kd_cache_dir(dir, sizeof dir);
   if (!dir[0]) return -1;
   int n = snprintf(buf, len, "%s/%s-%016llx.json", dir, prefix, (unsigned long long)key);
   return n < 0 || (size_t)n >= len ? -1 : 0;

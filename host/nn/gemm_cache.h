@@ -16,13 +16,11 @@
 #include <stdint.h>
 
 #include "runtime/device.h"
+#include "runtime/env.h"
 
 /* FNV-1a 64 of the device's platform name, name, version and driver version (each with its
  * terminating NUL). scripts/tune_clblast.cpp computes the same. */
 uint64_t kd_gemm_device_key(const kd_device_info *info);
-
-/* The cache dir (see above) into buf; "" when none can be named. */
-void kd_gemm_cache_dir(char *buf, size_t len);
 
 /* buf = "<cache dir>/<prefix>-<key as 16 hex digits>.json"; -1 when there is no cache dir or the
  * path does not fit. */

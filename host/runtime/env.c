@@ -1,6 +1,7 @@
-/* Strict parsing of numeric environment variables (runtime/env.h). */
+/* Settings from environment variables (runtime/env.h). */
 #include "runtime/env.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 int kd_env_uint(const char *name, uint64_t max, const char *meaning, uint64_t *out, int *set,
@@ -24,4 +25,18 @@ int kd_env_uint(const char *name, uint64_t max, const char *meaning, uint64_t *o
   *out = x;
   *set = 1;
   return 0;
+}
+
+void kd_cache_dir(char *buf, size_t len) {
+  const char *dir = getenv("KDCL_CACHE_DIR");
+  const char *xdg = getenv("XDG_CACHE_HOME");
+  const char *home = getenv("HOME");
+  if (dir && *dir)
+    snprintf(buf, len, "%s", dir);
+  else if (xdg && *xdg)
+    snprintf(buf, len, "%s/kdcl", xdg);
+  else if (home && *home)
+    snprintf(buf, len, "%s/.cache/kdcl", home);
+  else if (len)
+    buf[0] = '\0';
 }

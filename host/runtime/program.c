@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/env.h"
 #include "runtime/file_io.h"
 #include "runtime/launch_log.h"
 
@@ -26,22 +27,6 @@ uint64_t kd_fnv1a64(uint64_t h, const void *data, size_t len) {
     h *= 1099511628211ull;
   }
   return h;
-}
-
-static void cache_dir(char *buf, size_t len) {
-  const char *dir = getenv("KDCL_CACHE_DIR");
-  if (dir && *dir) {
-    snprintf(buf, len, "%s", dir);
-    return;
-  }
-  const char *xdg = getenv("XDG_CACHE_HOME");
-  const char *home = getenv("HOME");
-  if (xdg && *xdg)
-    snprintf(buf, len, "%s/kdcl", xdg);
-  else if (home && *home)
-    snprintf(buf, len, "%s/.cache/kdcl", home);
-  else
-    buf[0] = '\0';
 }
 
 static void mkdir_parents(const char *dir) {
@@ -135,7 +120,7 @@ int kd_program_build(kd_device *dev, const char *kernels_binary, kd_error *err) 
   }
 
   char dir[4096], path[4200] = "";
-  cache_dir(dir, sizeof dir);
+  kd_cache_dir(dir, sizeof dir);
   if (dir[0])
     snprintf(path, sizeof path, "%s/%016llx.bin", dir,
              (unsigned long long)cache_key(&dev->info));
