@@ -54,11 +54,33 @@ static hid_t open_with_cache(hid_t file, const char *name) {
   return d;
 }
 
+/* A filter this libhdf5 cannot run (h5py's LZF, a plugin not installed) would fail at the first
+ * read with a message about plugin directories: say which filter, and how to do without it. */
+static int check_filters(hid_t d, const char *what, kd_error *err) {
+  hid_t dcpl = H5Dget_create_plist(d);
+  if (dcpl < 0) return kd_h5_fail(err, "%s: creation properties", what);
+  int n = H5Pget_nfilters(dcpl), rc = 0;
+  for (int i = 0; rc == 0 && i < n; i++) {
+    unsigned flags = 0, config = 0;
+    size_t nvalues = 0;
+    char name[64] = "";
+    H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, NULL, sizeof name,
+                                     name, &config);
+    if (id >= 0 && H5Zfilter_avail(id) <= 0)
+      rc = kd_fail(err, "%s is stored with HDF5 filter %d (%s), which this libhdf5 cannot "
+                   "decode: rewrite it without that filter with the tool that wrote it (h5py: "
+                   "compression=\"gzip\" or none)", what, (int)id, name[0] ? name : "unnamed");
+  }
+  H5Pclose(dcpl);
+  return rc;
+}
+
 /* Rows declared but never written (an interrupted writer, or a file that claims 2^40 rows)
  * would read back as fill values: refuse them rather than train on zeros for ever. A chunked
  * dataset must have every chunk stored (H5Dget_space_status calls a compressed one "partly
  * allocated" even when complete), a contiguous one its storage allocated. */
 static int check_written(hid_t d, const char *what, const char *shape, kd_error *err) {
+  if (check_filters(d, what, err)) return -1;
   hid_t dcpl = H5Dget_create_plist(d), space = H5Dget_space(d);
   int rc = 0, complete = 1;
   if (dcpl < 0 || space < 0) {
@@ -157,7 +179,7 @@ static int open_teacher_dset(kd_dataset *ds, const char *name, H5T_class_t cls, 
                    ds->num_rows);
   if (dims[1] != cols)
     return kd_fail(err, "%s has shape %s but the teacher has %s", what, shape, cols_what);
-  return 0;
+  return check_filters(*out, what, err);
 }
 
 /* Validates and opens /teacher (called once the inputs and labels are known). */

@@ -159,6 +159,23 @@ reg = os.path.join(os.environ["KDCL_SOURCE_DIR"], "tests", "fuzz", "regressions"
 for name in sorted(os.listdir(reg)):
     train_fails(data=os.path.join(reg, name), mentions=[name])
 
+# a filter this libhdf5 cannot decode (h5py's LZF): named, before any read
+for where in ("inputs/x", "labels/y"):
+    with h5py.File(P("lzf.h5"), "w") as f:
+        f.create_dataset("inputs/x", data=x, compression="lzf" if where == "inputs/x" else None)
+        f.create_dataset("labels/y", data=y, compression="lzf" if where == "labels/y" else None,
+                         chunks=(50,)).attrs["num_classes"] = 4
+    train_fails(data=P("lzf.h5"), mentions=["lzf.h5", "/" + where, "filter 32000", "lzf"])
+with h5py.File(P("lzf.h5"), "w") as f:
+    f.create_dataset("inputs/x", data=x)
+    f.create_dataset("labels/y", data=y).attrs["num_classes"] = 4
+    t = f.create_group("teacher")
+    t.attrs["kind"], t.attrs["num_classes"], t.attrs["k"] = "logits", np.int32(4), np.int32(4)
+    t.create_dataset("logits", data=np.zeros((len(y), 4), np.float32), compression="lzf")
+k.fails("distill", "--model", P("m.json"), "--data", P("lzf.h5"), "--out", P("lzf-out.h5"),
+        mentions=["lzf.h5", "/teacher/logits", "filter 32000"])
+assert not os.path.exists(P("lzf-out.h5"))
+
 # wrong dtypes and ranks
 write_dataset(P("i8.h5"), x.astype(np.int8), y, 4)
 train_fails(data=P("i8.h5"), mentions=["i8.h5", "/inputs/x", "int8"])
