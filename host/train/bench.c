@@ -352,8 +352,9 @@ static int open_data(step_bench *b, kd_bench_step_result *r, kd_error *err) {
     return kd_fail(err, "--data %s: /labels/y has num_classes %d but model '%s' outputs %zu",
                    o->data_path, ds->num_classes, m->name, m->num_classes);
   if (ds->num_rows < (int64_t)B)
-    return kd_fail(err, "--data %s has %lld rows, fewer than --batch %zu", o->data_path,
-                   (long long)ds->num_rows, B);
+    return kd_fail(err, "--data %s has %lld row%s, fewer than --batch %zu (the step is timed "
+                   "on full batches; training takes a smaller set as one short batch)",
+                   o->data_path, (long long)ds->num_rows, ds->num_rows == 1 ? "" : "s", B);
   if (kd_dataset_check_labels(ds, err) || kd_dataset_check_inputs(ds, err)) return -1;
   b->source = KD_SOURCE_LABELS;
   if (o->loss != KD_LOSS_CE) {

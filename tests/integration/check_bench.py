@@ -237,6 +237,18 @@ with h5py.File(data, "r") as src, h5py.File(no_teacher, "w") as dst:
 kdcl.fails("bench", "step", "--model", mlp, "--data", no_teacher, "--loss", "kd", code=1,
            mentions=("no-teacher.h5", "/teacher"))
 kdcl.fails("bench", "step", "--model", spec, "--data", data, code=1, mentions=("data.h5", "mixed"))
+one_row = kdcl.path("one-row.h5")
+with h5py.File(data, "r") as src, h5py.File(one_row, "w") as dst:
+    for k, v in src.attrs.items():
+        dst.attrs[k] = v
+    for name in ("inputs/x", "labels/y", "teacher/logits"):
+        d = dst.create_dataset(name, data=src[name][:1])
+        for k, v in src[name].attrs.items():
+            d.attrs[k] = v
+    for k, v in src["teacher"].attrs.items():
+        dst["teacher"].attrs[k] = v
+kdcl.fails("bench", "step", "--model", mlp, "--data", one_row, code=1,
+           mentions=("one-row.h5 has 1 row,", "fewer than --batch 128"))
 for var, value in (("KDCL_DATA_MEMORY", "lots"), ("KDCL_DATA_MEMORY", " 1"),
                    ("KDCL_DATA_MEMORY", "+1"), ("KDCL_DATA_MEMORY", "1 "), ("KDCL_DATA_MEMORY", "-0"),
                    ("KDCL_DATA_MEMORY", "0x10"), ("KDCL_DATA_MEMORY", "1099511627777"),
