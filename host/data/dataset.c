@@ -2,10 +2,12 @@
  * read without per-element work), label range checks, and the atomic writer. */
 #include "data/dataset.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/h5util.h"
 #include "data/teacher.h"
@@ -52,6 +54,29 @@ static hid_t open_with_cache(hid_t file, const char *name) {
   d = H5Dopen2(file, name, dapl >= 0 ? dapl : H5P_DEFAULT);
   if (dapl >= 0) H5Pclose(dapl);
   return d;
+}
+
+/* The identity of the file at path: inode, size and modification time (ns). */
+static int file_identity(const char *path, uint64_t *ino, int64_t *size, int64_t *mtime_ns) {
+  struct stat st;
+  if (stat(path, &st) != 0) return -1;
+  *ino = (uint64_t)st.st_ino;
+  *size = (int64_t)st.st_size;
+  *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  return 0;
+}
+
+int kd_dataset_check_unchanged(const kd_dataset *ds, kd_error *err) {
+  uint64_t ino;
+  int64_t size, mtime_ns;
+  if (file_identity(ds->path, &ino, &size, &mtime_ns))
+    return kd_fail(err, "%s is gone while it is being read (%s)", ds->path, strerror(errno));
+  if (ino != ds->file_ino || size != ds->file_size || mtime_ns != ds->file_mtime_ns)
+    return kd_fail(err, "%s changed while it was being read (size %lld -> %lld bytes%s); a "
+                   "dataset must stay as it is while kdcl reads it", ds->path,
+                   (long long)ds->file_size, (long long)size,
+                   ino != ds->file_ino ? ", replaced by another file" : "");
+  return 0;
 }
 
 /* A filter this libhdf5 cannot run (h5py's LZF, a plugin not installed) would fail at the first
@@ -271,6 +296,10 @@ int kd_dataset_open_flags(kd_dataset *ds, const char *path, unsigned flags, kd_e
   if (plen >= sizeof ds->path) return kd_fail(err, "dataset path too long: %.200s...", path);
   memcpy(ds->path, path, plen + 1);
   if (kd_h5_open_read(path, &ds->file, err)) return -1;
+  if (file_identity(path, &ds->file_ino, &ds->file_size, &ds->file_mtime_ns)) {
+    kd_fail(err, "%s: cannot stat it (%s)", path, strerror(errno));
+    goto fail;
+  }
   if (kd_h5_check_format(ds->file, path, "kdcl-dataset", 0, err)) goto fail;
 
   char what[4200], tn[32], shape[256];
@@ -669,7 +698,7 @@ int kd_dataset_read_rows(kd_dataset *ds, const int64_t *rows, size_t n, void *x_
       if (y_out) y_out[i] = ybuf[slot[i]];
     }
   }
-  rc = 0;
+  rc = kd_dataset_check_unchanged(ds, err);
 done:
   if (dxpl >= 0) H5Pclose(dxpl);
   if (my >= 0) H5Sclose(my);
@@ -857,7 +886,7 @@ int kd_dataset_read_teacher_rows(kd_dataset *ds, const int64_t *rows, size_t n, 
       for (size_t i = 0; i < n; i++)
         memcpy(parts[p].out + i * row_bytes, dst + slot[i] * row_bytes, row_bytes);
   }
-  rc = 0;
+  rc = kd_dataset_check_unchanged(ds, err);
 done:
   if (dxpl >= 0) H5Pclose(dxpl);
   for (int p = 0; p < np; p++) free(parts[p].buf);

@@ -31,6 +31,10 @@ typedef struct kd_dataset {
   char teacher_id[256];   /* attr teacher_id ("" when absent) */
   hid_t t_logits, t_idx, t_logp; /* open handles of /teacher/logits or /teacher/topk_{idx,logp}
                                     (negative when absent) */
+  /* the file as opened: inode, size, modification time (ns). libhdf5 reads a part of the file
+   * that is cut off as zeros: every read checks the file is still this one. */
+  uint64_t file_ino;
+  int64_t file_size, file_mtime_ns;
 } kd_dataset;
 
 /* Opens and validates path. Checks: root attr `format` (if present) is "kdcl-dataset" and
@@ -62,6 +66,11 @@ int kd_dataset_check_labels(kd_dataset *ds, kd_error *err);
  * error names the row, e.g. "data.h5: /teacher/logits row 17 has a NaN". A dataset without a
  * teacher is an error. */
 int kd_dataset_check_teacher(kd_dataset *ds, kd_error *err);
+
+/* Fails ("data.h5 changed while it was being read ...") when the file at ds->path is no longer
+ * the one opened: cut short, grown, written to or replaced. kd_dataset_read_rows and
+ * kd_dataset_read_teacher_rows call it after every read. */
+int kd_dataset_check_unchanged(const kd_dataset *ds, kd_error *err);
 
 /* Reads rows[0..n) (any order, duplicates allowed, each in [0, num_rows)) into x_out
  * (n * sample_size elements: uint8 when x_is_u8, else float, in the order given) and y_out

@@ -4,11 +4,9 @@
  * keeps the I/O simple). */
 #include "train/loader.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "data/h5util.h"
 #include "runtime/env.h"
@@ -175,33 +173,6 @@ static int hold_on_device(const kd_device *dev, int *on_device, kd_error *err) {
   return 0;
 }
 
-/* The identity of ds's file now: inode, size and modification time (ns); -1 when it cannot be
- * stat'ed. */
-static int file_identity(const kd_dataset *ds, uint64_t *ino, int64_t *size, int64_t *mtime_ns) {
-  struct stat st;
-  if (stat(ds->path, &st) != 0) return -1;
-  *ino = (uint64_t)st.st_ino;
-  *size = (int64_t)st.st_size;
-  *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-  return 0;
-}
-
-/* Fails when the streamed file is no longer the file opened: replaced, cut short, grown or
- * written to. */
-static int check_file_unchanged(const kd_loader *l, kd_error *err) {
-  uint64_t ino;
-  int64_t size, mtime_ns;
-  if (file_identity(l->ds, &ino, &size, &mtime_ns))
-    return kd_fail(err, "%s: the training set is gone while it is being read (%s)", l->ds->path,
-                   strerror(errno));
-  if (ino != l->file_ino || size != l->file_size || mtime_ns != l->file_mtime_ns)
-    return kd_fail(err, "%s changed while training read it (size %lld -> %lld bytes%s); a "
-                   "streamed training set must stay as it was for the whole run",
-                   l->ds->path, (long long)l->file_size, (long long)size,
-                   ino != l->file_ino ? ", replaced by another file" : "");
-  return 0;
-}
-
 /* (dataset row, position) pairs, sorted by row then position. */
 typedef struct row_at {
   int64_t row, pos;
@@ -224,10 +195,7 @@ static int read_window(kd_loader *l, kd_window *w, const int64_t *order, row_at 
     if (i == 0 || pairs[i].row != pairs[i - 1].row) w->file_rows[distinct++] = pairs[i].row;
     w->slot[pairs[i].pos] = (int64_t)distinct - 1;
   }
-  /* before and after: a file cut short during the read gives zeros, not an error */
-  if (check_file_unchanged(l, err) || rowset_read(l, &w->rows, w->file_rows, distinct, err))
-    return -1;
-  return check_file_unchanged(l, err);
+  return rowset_read(l, &w->rows, w->file_rows, distinct, err);
 }
 
 /* The reader thread of a streamed set: fills a free window with the rows of the next
@@ -379,9 +347,7 @@ int kd_loader_open(kd_loader *l, kd_dataset *ds, size_t batch, int with_teacher,
     l->resident = !on_device && got == 1;
   }
   if (rc == 0 && !l->on_device && !l->resident &&
-      (alloc_windows(l, budget, err) ||
-       (file_identity(ds, &l->file_ino, &l->file_size, &l->file_mtime_ns) &&
-        kd_fail(err, "%s: cannot stat the training set (%s)", ds->path, strerror(errno)))))
+      alloc_windows(l, budget, err))
     rc = -1;
   if (rc < 0) {
     free_windows(l);

@@ -72,10 +72,6 @@ typedef struct kd_loader {
   kd_rowset all;
   kd_window win[2];
   size_t window_rows; /* a whole number of batches */
-  /* the file as it was when opened (a streamed set is read all along, and libhdf5 reads the
-   * part of a file cut short as zeros): inode, size, modification time in ns */
-  uint64_t file_ino;
-  int64_t file_size, file_mtime_ns;
   int64_t fill_pos;   /* next position of the order the thread reads into a window */
   int thread_started;
   int64_t *order; /* the loader's copy of the epoch order */

@@ -293,6 +293,6 @@ except subprocess.TimeoutExpired:
     p.kill()
     raise
 lines = stderr.strip().splitlines()
-assert p.returncode == 1 and len(lines) == 1 and "changed while training" in lines[0], stderr
+assert p.returncode == 1 and len(lines) == 1 and "changed while it was being read" in lines[0], stderr
 print("a streamed set cut short mid-run: one error line, exit 1")
 print("bench: bad flags refused with one error line")

@@ -1,7 +1,11 @@
 /* Dataset files: write -> open -> read_rows round trips, and every refusal of a bad file. */
+#include <fcntl.h>
 #include <hdf5.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/dataset.h"
 #include "data/h5util.h"
@@ -392,8 +396,42 @@ static void write_refuses_bad_arguments(void **state) {
   kd_test_assert_msg_has(e.msg, "/nonexistent-dir-kdcl/d.h5", "does not exist", NULL);
 }
 
+/* A file cut short, written to or replaced after it was opened: the next read fails (libhdf5
+ * would read a lost part as zeros) and names the file; an untouched file reads on. */
+static void file_changed_after_open(void **state) {
+  (void)state;
+  const char *names[3] = {"cut.h5", "touched.h5", "replaced.h5"};
+  for (int c = 0; c < 3; c++) {
+    const char *path = kd_test_write_dataset(names[c], 500, 10, 1);
+    kd_dataset ds;
+    KD_OK(kd_dataset_open(&ds, path, err));
+    int64_t rows[4] = {0, 1, 250, 499};
+    unsigned char x[4 * 64];
+    int32_t y[4];
+    KD_OK(kd_dataset_read_rows(&ds, rows, 4, x, y, err));
+    if (c == 0) {
+      assert_int_equal(truncate(path, ds.file_size / 2), 0);
+    } else if (c == 1) {
+      struct timespec later[2] = {{0, UTIME_OMIT}, {ds.file_mtime_ns / 1000000000 + 5, 0}};
+      assert_int_equal(utimensat(AT_FDCWD, path, later, 0), 0);
+    } else {
+      char moved[4200];
+      snprintf(moved, sizeof moved, "%s.old", path);
+      assert_int_equal(rename(path, moved), 0);
+      kd_test_write_dataset(names[c], 500, 10, 1);
+    }
+    kd_error e = {{0}};
+    assert_int_equal(kd_dataset_read_rows(&ds, rows, 4, x, y, &e), -1);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, "changed while it was being read"));
+    if (c == 2) assert_non_null(strstr(e.msg, "replaced by another file"));
+    kd_dataset_close(&ds);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(file_changed_after_open),
       cmocka_unit_test(round_trip_u8),
       cmocka_unit_test(round_trip_f32),
       cmocka_unit_test(hand_written_file_is_accepted),
