@@ -232,6 +232,18 @@ double time_square(cl_context ctx, cl_command_queue q, size_t n) {
 
 const size_t kRoutineSizes[] = {128, 192, 256, 384, 512, 768, 1024};
 
+// A context and an in-order queue on d; false (after a line on stderr starting with `who`)
+// when OpenCL refuses either.
+bool open_queue(const Device &d, const char *who, cl_context *ctx, cl_command_queue *q) {
+  cl_int rc;
+  cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)d.platform, 0};
+  *ctx = clCreateContext(props, 1, &d.device, nullptr, nullptr, &rc);
+  if (rc != CL_SUCCESS) return fprintf(stderr, "%s: clCreateContext %d\n", who, rc), false;
+  *q = clCreateCommandQueue(*ctx, d.device, 0, &rc);
+  if (rc != CL_SUCCESS) return fprintf(stderr, "%s: clCreateCommandQueue %d\n", who, rc), false;
+  return true;
+}
+
 // The child process (overrides last for the process, so each question gets a fresh one):
 //   check:KERNEL  apply the tokens, make CLBlast's Gemm take KERNEL for every size (GemmRoutine's
 //                 XGEMM_MIN_INDIRECT_SIZE 0 for Xgemm, huge for XgemmDirect) and check shapes on
@@ -239,12 +251,9 @@ const size_t kRoutineSizes[] = {128, 192, 256, 384, 512, 768, 1024};
 //   routine       apply the tokens and print "n direct_ms indirect_ms" per square size: what
 //                 CLBlast's own routine tuner measures to set XGEMM_MIN_INDIRECT_SIZE.
 int run_child(const Device &d, const std::string &mode, const std::vector<std::string> &tokens) {
-  cl_int rc;
-  cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)d.platform, 0};
-  cl_context ctx = clCreateContext(props, 1, &d.device, nullptr, nullptr, &rc);
-  if (rc != CL_SUCCESS) return fprintf(stderr, "child: clCreateContext %d\n", rc), 1;
-  cl_command_queue q = clCreateCommandQueue(ctx, d.device, 0, &rc);
-  if (rc != CL_SUCCESS) return fprintf(stderr, "child: clCreateCommandQueue %d\n", rc), 1;
+  cl_context ctx;
+  cl_command_queue q;
+  if (!open_queue(d, "child", &ctx, &q)) return 1;
   if (!apply_tokens(d, tokens)) return 1;
   auto force = [&](size_t min_indirect) {
     std::unordered_map<std::string, size_t> r = {{"XGEMM_MIN_INDIRECT_SIZE", min_indirect}};
@@ -399,12 +408,9 @@ int main(int argc, char **argv) {
   fprintf(stderr, "device: %s (%s, %s, driver %s), key %s\n", d.name.c_str(),
           d.platform_name.c_str(), d.version.c_str(), d.driver.c_str(), keyhex);
 
-  cl_int rc;
-  cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)d.platform, 0};
-  cl_context ctx = clCreateContext(props, 1, &d.device, nullptr, nullptr, &rc);
-  if (rc != CL_SUCCESS) return fprintf(stderr, "tune_clblast: error: clCreateContext %d\n", rc), 1;
-  cl_command_queue q = clCreateCommandQueue(ctx, d.device, 0, &rc);
-  if (rc != CL_SUCCESS) return fprintf(stderr, "tune_clblast: error: clCreateCommandQueue %d\n", rc), 1;
+  cl_context ctx;
+  cl_command_queue q;
+  if (!open_queue(d, "tune_clblast: error", &ctx, &q)) return 1;
 
   struct Result {
     std::string kernel;
