@@ -112,7 +112,9 @@ typedef struct kd_bench_step_result {
 /* Opens the device twice (timed, then profiled), builds the model's trainer for o->batch rows,
  * puts a synthetic batch (random inputs, labels and, when distilling, teacher logits) on the
  * device, and runs warm-up then timed steps: forward, loss, backward, one optimizer launch and
- * the asynchronous loss read-back, exactly the training loop's device work. With
+ * every KD_LOSS_SPAN steps the asynchronous read-back of their losses, exactly the training
+ * loop's device work; in every round the step's GEMM launches, recorded from one step, are
+ * also replayed alone and timed the same way (step_over_gemm). With
  * o->data_path the batch on the device is the file's first shuffled batch, and the timed run
  * alternates blocks of steps on it with blocks fed from the file as kdcl train/distill feed
  * them (see kd_bench_step_opts). */
